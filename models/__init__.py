@@ -1,0 +1,1 @@
+"""Decision makers: the policy interface, its registry and the policies themselves."""

@@ -1,0 +1,1 @@
+"""The quantum co-processor: circuit templates, timing model, execution backends, service."""

@@ -1,0 +1,321 @@
+"""The scenario schema: a strict, typed description of one simulated world.
+
+Every field carries its unit (converted to SI at load time, see :mod:`sim.units`) and its
+range; unknown keys are rejected. Load a scenario with :func:`sim.scenario.load_scenario`,
+which adds line numbers and "did you mean" hints to the errors raised here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from sim.units import UNITS_HELP, parse_quantity
+
+
+def _quantity(dimension: str):
+    def convert(v: Any) -> float:
+        return parse_quantity(v, dimension)
+
+    schema = {
+        "anyOf": [{"type": "number"}, {"type": "string"}],
+        "description": f"SI value or a string with a unit ({UNITS_HELP[dimension]})",
+    }
+    return [BeforeValidator(convert), WithJsonSchema(schema)]
+
+
+Seconds = Annotated[float, *_quantity("time")]
+Hertz = Annotated[float, *_quantity("frequency")]
+PerSecond = Annotated[float, *_quantity("rate")]
+Bits = Annotated[float, *_quantity("bits")]
+Cycles = Annotated[float, *_quantity("cycles")]
+Watts = Annotated[float, *_quantity("power")]
+Joules = Annotated[float, *_quantity("energy")]
+Metres = Annotated[float, *_quantity("length")]
+MetresPerSecond = Annotated[float, *_quantity("speed")]
+Ratio = Annotated[float, *_quantity("ratio")]
+WattsPerHertz = Annotated[float, *_quantity("power_density")]
+
+
+def _noise(v: Any) -> float:
+    """Noise is a power (W, dBm) or a density (W/Hz, dBm/Hz); ``noise_kind`` says which."""
+    if isinstance(v, str) and "/Hz" in v:
+        return parse_quantity(v, "power_density")
+    return parse_quantity(v, "power")
+
+
+NoiseLevel = Annotated[float, BeforeValidator(_noise), WithJsonSchema({
+    "anyOf": [{"type": "number"}, {"type": "string"}],
+    "description": "noise power (e.g. -70 dBm) or density (e.g. -174 dBm/Hz)"})]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys rejected, values validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# --------------------------------------------------------------------------- distributions
+class Distribution(Strict):
+    """A scalar random quantity: ``fixed`` value, ``uniform`` in [low, high], ``exponential``
+    with a mean. Values are in the unit of the field that holds the distribution."""
+
+    kind: Literal["fixed", "uniform", "exponential"] = "uniform"
+    value: float | None = Field(None, ge=0, description="the value of a fixed distribution")
+    low: float | None = Field(None, ge=0, description="lower bound of a uniform distribution")
+    high: float | None = Field(None, ge=0, description="upper bound of a uniform distribution")
+    mean: float | None = Field(None, gt=0, description="mean of an exponential distribution")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Distribution:
+        need = {"fixed": ("value",), "uniform": ("low", "high"), "exponential": ("mean",)}
+        for key in need[self.kind]:
+            if getattr(self, key) is None:
+                raise ValueError(f"a {self.kind} distribution needs '{key}'")
+        for key in {"value", "low", "high", "mean"} - set(need[self.kind]):
+            if getattr(self, key) is not None:
+                raise ValueError(f"'{key}' does not belong to a {self.kind} distribution")
+        if self.kind == "uniform" and self.high < self.low:  # type: ignore[operator]
+            raise ValueError(f"uniform high ({self.high}) is below low ({self.low})")
+        return self
+
+    @property
+    def expected(self) -> float:
+        if self.kind == "fixed":
+            return float(self.value)  # type: ignore[arg-type]
+        if self.kind == "uniform":
+            return 0.5 * (self.low + self.high)  # type: ignore[operator]
+        return float(self.mean)  # type: ignore[arg-type]
+
+
+def _distribution(dimension: str):
+    """Accept ``[low, high]`` (uniform), a single quantity (fixed), or a mapping."""
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            if len(v) != 2:
+                raise ValueError("a range is written [low, high]")
+            return {"kind": "uniform", "low": parse_quantity(v[0], dimension),
+                    "high": parse_quantity(v[1], dimension)}
+        if isinstance(v, dict):
+            out = dict(v)
+            for key in ("value", "low", "high", "mean"):
+                if key in out and out[key] is not None:
+                    out[key] = parse_quantity(out[key], dimension)
+            return out
+        return {"kind": "fixed", "value": parse_quantity(v, dimension)}
+
+    return BeforeValidator(convert)
+
+
+BitsDistribution = Annotated[Distribution, _distribution("bits")]
+CyclesDistribution = Annotated[Distribution, _distribution("cycles")]
+
+
+# --------------------------------------------------------------------------- sections
+class Engine(Strict):
+    horizon: Seconds = Field(10.0, gt=0, le=1e7, description="simulated time [s]; tasks "
+                             "arrive in [0, horizon), those still in flight are drained")
+    epoch: Seconds = Field(0.01, gt=0, description="decision epoch [s]: arrivals of an epoch "
+                           "are decided as one batch")
+    warmup: Seconds = Field(0.0, ge=0, description="tasks arriving before this time [s] are "
+                            "simulated and recorded but left out of the summary")
+
+    @model_validator(mode="after")
+    def _order(self) -> Engine:
+        if self.epoch > self.horizon:
+            raise ValueError(f"epoch ({self.epoch} s) is longer than horizon ({self.horizon} s)")
+        if self.warmup >= self.horizon:
+            raise ValueError(f"warmup ({self.warmup} s) must end before horizon "
+                             f"({self.horizon} s)")
+        return self
+
+
+class Vehicles(Strict):
+    count: int = Field(3, ge=1, le=1_000_000, description="number of vehicles N")
+    cpu: Hertz = Field(1e9, gt=0, description="local CPU capacity C_i [cycles/s]")
+    power_max: Watts = Field(1.0, gt=0, description="maximum transmit power P_max [W] (19g)")
+    energy_coefficient: float = Field(1e-27, ge=0, description="kappa of eq. [16] [J s^2/cycle^3]")
+    semantic_accuracy: float = Field(1.0, gt=0, le=1, description="sigma_i of eq. [12]")
+    energy_budget: Joules = Field(float("inf"), gt=0, description="E_max per task [J] (19c)")
+    queue: Literal["fifo", "priority"] = Field("fifo", description="local CPU discipline")
+    uplink_queue: Literal["fifo", "priority"] = Field("fifo", description="uplink discipline")
+
+
+class ServerSpec(Strict):
+    """One edge server placed by hand; unset fields take the values of ``servers``."""
+
+    position: tuple[Metres, Metres]
+    cpu: Hertz | None = Field(None, gt=0)
+    cores: int | None = Field(None, ge=1, le=4096)
+    bandwidth: Hertz | None = Field(None, gt=0)
+
+
+class Servers(Strict):
+    count: int = Field(2, ge=1, le=100_000, description="number of edge servers M")
+    placement: Literal["grid", "line", "list"] = Field(
+        "grid", description="grid: a near-square grid over the area; line: evenly along the "
+        "x axis at mid height; list: the positions given in 'sites'")
+    sites: list[ServerSpec] = Field(default_factory=list, description="servers placed by hand")
+    cpu: Hertz = Field(10e9, gt=0, description="edge CPU capacity per core C_j [cycles/s]")
+    cores: int = Field(1, ge=1, le=4096, description="cores per server c")
+    bandwidth: Hertz = Field(10e6, gt=0, description="B_max shared by the server's vehicles")
+    semantic_accuracy: float = Field(1.0, gt=0, le=1, description="sigma_j of eq. [13]")
+    energy_coefficient: float = Field(0.0, ge=0, description="kappa of the edge CPU; 0 "
+                                      "leaves edge energy out")
+    queue: Literal["fifo", "priority"] = Field("fifo", description="edge CPU discipline")
+
+    @model_validator(mode="after")
+    def _sites(self) -> Servers:
+        if self.placement == "list":
+            if len(self.sites) != self.count:
+                raise ValueError(f"placement 'list' needs one entry in 'sites' per server: "
+                                 f"count is {self.count}, sites has {len(self.sites)}")
+        elif self.sites:
+            raise ValueError("'sites' is only read with placement: list")
+        return self
+
+
+class Area(Strict):
+    width: Metres = Field(1000.0, gt=0)
+    height: Metres = Field(1000.0, gt=0)
+
+
+class Mobility(Strict):
+    model: Literal["static", "random_waypoint", "highway", "manhattan"] = "random_waypoint"
+    step: Seconds = Field(0.1, gt=0, description="mobility and fading update period [s]")
+    area: Area = Field(default_factory=Area)
+    speed: tuple[MetresPerSecond, MetresPerSecond] = Field(
+        (10.0, 30.0), description="[min, max] speed [m/s]")
+    pause: Seconds = Field(0.0, ge=0, description="random waypoint pause at each waypoint [s]")
+    lanes: int = Field(3, ge=1, le=64, description="highway lanes per direction")
+    lane_width: Metres = Field(3.5, gt=0)
+    bidirectional: bool = True
+    block: Metres = Field(200.0, gt=0, description="Manhattan grid block length [m]")
+    turn_probability: float = Field(0.5, ge=0, le=1, description="Manhattan: chance to turn "
+                                    "at a junction (left and right equally likely)")
+
+    @field_validator("speed")
+    @classmethod
+    def _speed(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] < 0 or v[1] < v[0]:
+            raise ValueError(f"speed must be [min, max] with 0 <= min <= max, got {list(v)}")
+        return v
+
+
+class Fading(Strict):
+    model: Literal["none", "rayleigh", "rician"] = "none"
+    rician_k: Ratio = Field(10 ** 0.3, ge=0, description="Rician K factor (linear or dB)")
+
+
+class Interference(Strict):
+    enabled: bool = False
+    activity: float = Field(0.1, ge=0, le=1, description="chance that a co-channel vehicle of "
+                            "another cell transmits at a given moment (mean-field)")
+
+
+class Channel(Strict):
+    path_loss_exponent: float = Field(2.0, gt=0, le=8, description="alpha of eq. [3]")
+    reference_gain: Ratio = Field(1e-4, gt=0, description="g0 at the reference distance")
+    reference_distance: Metres = Field(1.0, gt=0)
+    min_distance: Metres = Field(1.0, gt=0, description="distances are clipped below this")
+    noise: NoiseLevel = Field(1e-10, gt=0, description="N0 [W] or [W/Hz]")
+    noise_kind: Literal["total", "density"] = Field(
+        "total", description="total: noise power over the allocated band (default; -70 dBm); "
+        "density: noise per hertz, multiplied by the allocated bandwidth")
+    semantic_efficiency: float = Field(1.0, ge=0, le=1, description="sigma_ij scaling "
+                                       "transmitted bits (D sigma_ij)")
+    semantic_efficiency_min: float = Field(0.5, ge=0, le=1, description="sigma_min (19f)")
+    fading: Fading = Field(default_factory=Fading)
+    interference: Interference = Field(default_factory=Interference)
+
+    @model_validator(mode="after")
+    def _sigma(self) -> Channel:
+        if self.semantic_efficiency < self.semantic_efficiency_min:
+            raise ValueError(f"semantic_efficiency ({self.semantic_efficiency}) is below "
+                             f"semantic_efficiency_min ({self.semantic_efficiency_min}) (19f)")
+        return self
+
+
+class Priority(Strict):
+    phi: float = Field(1e-6, description="weight of complexity in P = phi s_c [2] [1/cycle]")
+    beta: float = Field(-100.0, description="weight of slack in S = P + beta (L_D - t) [7] "
+                        "[1/s]; negative favours the more urgent task")
+
+
+class Tasks(Strict):
+    arrival_rate: PerSecond = Field(10.0, ge=0, description="Poisson rate lambda_i per vehicle")
+    size: BitsDistribution = Field(
+        default_factory=lambda: Distribution(kind="uniform", low=1e4, high=2e4),
+        description="data size D [bits]")
+    complexity: CyclesDistribution = Field(
+        default_factory=lambda: Distribution(kind="uniform", low=1e6, high=2e6),
+        description="semantic complexity s_c [cycles]")
+    deadline: Seconds = Field(0.05, gt=0, description="relative deadline L_D [s]")
+    drop_expired: bool = Field(False, description="drop a task at a queue when it would "
+                               "start service after its deadline")
+    priority: Priority = Field(default_factory=Priority)
+
+
+class Cost(Strict):
+    latency_weight: float = Field(0.5, ge=0, le=1, description="w1 of eq. [18]")
+    include_edge_energy: bool = Field(False, description="add edge CPU energy to E")
+
+
+class Policy(Strict):
+    id: str = Field("greedy", description="registered policy id")
+    params: dict[str, Any] = Field(default_factory=dict, description="policy parameters")
+
+
+class Output(Strict):
+    task_table: bool = Field(True, description="write the per-task Parquet table; off keeps "
+                             "only the streaming summary (bounded memory and disk)")
+    plots: bool = True
+    chunk_rows: int = Field(1_000_000, ge=1000, le=50_000_000,
+                            description="rows buffered before a Parquet row group is written")
+
+
+def _policy(v: Any) -> Any:
+    return {"id": v} if isinstance(v, str) else v
+
+
+class Scenario(Strict):
+    """One simulated world."""
+
+    name: str = Field("scenario", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: str = ""
+    seed: int = Field(0, ge=0, lt=2**63, description="root seed of the run")
+    engine: Engine = Field(default_factory=Engine)
+    vehicles: Vehicles = Field(default_factory=Vehicles)
+    servers: Servers = Field(default_factory=Servers)
+    mobility: Mobility = Field(default_factory=Mobility)
+    channel: Channel = Field(default_factory=Channel)
+    tasks: Tasks = Field(default_factory=Tasks)
+    cost: Cost = Field(default_factory=Cost)
+    policy: Annotated[Policy, BeforeValidator(_policy)] = Field(default_factory=Policy)
+    output: Output = Field(default_factory=Output)
+
+    @model_validator(mode="after")
+    def _cross(self) -> Scenario:
+        n_steps = self.engine.horizon / self.mobility.step
+        if n_steps > 1e8:
+            raise ValueError(f"mobility.step ({self.mobility.step} s) gives {n_steps:.3g} "
+                             f"steps over the horizon; at most 1e8 are allowed")
+        if self.engine.horizon / self.engine.epoch > 1e8:
+            raise ValueError("engine.epoch is too short for the horizon: at most 1e8 epochs")
+        if self.channel.noise_kind == "density" and self.channel.noise > 1e-9:
+            raise ValueError(f"channel.noise ({self.channel.noise} W/Hz) is implausibly large "
+                             f"for a noise density; did you mean noise_kind: total?")
+        if self.channel.noise_kind == "total" and self.channel.noise > 1e-3:
+            raise ValueError(f"channel.noise ({self.channel.noise} W) is implausibly large "
+                             f"for a total noise power; did you mean noise_kind: density?")
+        return self

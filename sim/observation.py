@@ -1,0 +1,87 @@
+"""What a policy sees: one decision epoch's tasks and the world state it may use.
+
+Policies see the world only through this object, never through engine internals. Arrays
+are indexed by task (``task_*``), vehicle (``vehicle_*``) or server (``server_*``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Observation:
+    t: float  # epoch start [s]
+    epoch: float  # epoch length [s]
+    # tasks of the epoch, sorted by (vehicle, arrival)
+    task_vehicle: np.ndarray  # int64 (K,)
+    task_arrival: np.ndarray  # float64 (K,) [s]
+    task_size: np.ndarray  # float64 (K,) [bits], before semantic efficiency
+    task_cycles: np.ndarray  # float64 (K,) [cycles]
+    task_deadline: np.ndarray  # float64 (K,) absolute [s]
+    task_priority: np.ndarray  # float64 (K,) priority score, higher first
+    # vehicles
+    vehicle_position: np.ndarray  # (N, 2) [m]
+    vehicle_cpu: np.ndarray  # (N,) [cycles/s]
+    vehicle_power_max: np.ndarray  # (N,) [W]
+    vehicle_local_backlog: np.ndarray  # (N,) [s] work committed to the local CPU at t
+    vehicle_uplink_backlog: np.ndarray  # (N,) [s] transmission committed at t
+    # servers
+    server_position: np.ndarray  # (M, 2) [m]
+    server_cpu: np.ndarray  # (M,) per core [cycles/s]
+    server_cores: np.ndarray  # (M,) int
+    server_bandwidth: np.ndarray  # (M,) B_max [Hz]
+    server_backlog: np.ndarray  # (M,) [s] committed work per core at t (mean over cores)
+    server_core_free: list[np.ndarray]  # per server: absolute free-at time of each core [s]
+    # channel at t
+    gain: np.ndarray  # (N, M) channel power gain h_ij incl. fading
+    interference: np.ndarray  # (M,) [W] mean co-channel interference at each server
+    noise: float  # [W] total, or [W/Hz] when noise_is_density
+    noise_is_density: bool
+    semantic_efficiency: float  # sigma_ij
+    local_accuracy: float  # sigma_i
+    edge_accuracy: float  # sigma_j
+    energy_coefficient: float  # kappa of the vehicles
+    latency_weight: float  # w1
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.task_vehicle.shape[0])
+
+    @property
+    def n_vehicles(self) -> int:
+        return int(self.vehicle_position.shape[0])
+
+    @property
+    def n_servers(self) -> int:
+        return int(self.server_position.shape[0])
+
+    def rate(self, vehicle: np.ndarray, server: np.ndarray, share: np.ndarray,
+             power: np.ndarray) -> np.ndarray:
+        """Uplink rate [bit/s] of eq. [10] for the given pairs, shares of B_max and powers."""
+        from sim.channel import shannon_rate
+
+        bw = share * self.server_bandwidth[server]
+        noise = self.noise * bw if self.noise_is_density else self.noise
+        return shannon_rate(bw, power * self.gain[vehicle, server],
+                            self.interference[server] + noise)
+
+
+@dataclass
+class Actions:
+    """A policy's decision for each task of an observation.
+
+    ``server`` is -1 for local execution; ``share`` is the fraction of the target server's
+    B_max used for the transmission; ``power`` the transmit power [W]. Shares and powers of
+    local tasks are ignored.
+    """
+
+    server: np.ndarray  # int64 (K,)
+    share: np.ndarray  # float64 (K,)
+    power: np.ndarray  # float64 (K,)
+
+    @property
+    def offload(self) -> np.ndarray:
+        return self.server >= 0
