@@ -1,0 +1,208 @@
+"""The compiled queue core: multi-server FIFO and non-preemptive priority queues.
+
+One call serves one *stage* (local CPUs, uplinks or edge CPUs) for one decision epoch. Each
+queue keeps the free-at time of each of its servers (cores) between calls, so the recursion
+(Lindley / Kiefer-Wolfowitz for FIFO) carries across epochs.
+
+Exactness across epochs: the tasks of later epochs are unknown when an epoch is served, but
+none of them can reach a stage before ``t_known`` (the end of the current epoch). A service
+decision taken at time ``tau`` only needs the tasks that have arrived by ``tau``, so it is
+final when ``tau < t_known``; later decisions are *deferred*: the task is handed back and
+served in the next call together with the new arrivals. FIFO decisions are final as soon as
+the chosen task itself arrived before ``t_known``, since no unknown task can precede it.
+The result equals an event-by-event simulation of the same queues (see ``sim.reference``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+STARTED = np.int8(0)
+DROPPED = np.int8(1)
+DEFERRED = np.int8(2)
+
+
+@njit(cache=True, inline="always")
+def _before(key, arrival, a, b):
+    """Strict order of the priority heap: key, then arrival, then index."""
+    if key[a] != key[b]:
+        return key[a] < key[b]
+    if arrival[a] != arrival[b]:
+        return arrival[a] < arrival[b]
+    return a < b
+
+
+@njit(cache=True)
+def _push(heap, size, item, key, arrival):
+    i = size
+    heap[i] = item
+    while i > 0:
+        parent = (i - 1) >> 1
+        if _before(key, arrival, heap[i], heap[parent]):
+            heap[i], heap[parent] = heap[parent], heap[i]
+            i = parent
+        else:
+            break
+    return size + 1
+
+
+@njit(cache=True)
+def _pop(heap, size, key, arrival):
+    top = heap[0]
+    size -= 1
+    heap[0] = heap[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        best = left
+        right = left + 1
+        if right < size and _before(key, arrival, heap[right], heap[left]):
+            best = right
+        if _before(key, arrival, heap[best], heap[i]):
+            heap[i], heap[best] = heap[best], heap[i]
+            i = best
+        else:
+            break
+    return top, size
+
+
+@njit(cache=True)
+def _group_by_queue(queue, arrival, n_queues):
+    """Indices grouped by queue, each group sorted by arrival (stable), and group offsets."""
+    n = queue.shape[0]
+    order = np.argsort(arrival, kind="mergesort")
+    offsets = np.zeros(n_queues + 1, dtype=np.int64)
+    for i in range(n):
+        offsets[queue[i] + 1] += 1
+    for q in range(n_queues):
+        offsets[q + 1] += offsets[q]
+    fill = offsets[:-1].copy()
+    grouped = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        i = order[j]
+        q = queue[i]
+        grouped[fill[q]] = i
+        fill[q] += 1
+    return grouped, offsets
+
+
+@njit(cache=True, inline="always")
+def _earliest_core(free, q, ncores):
+    best = 0
+    f = free[q, 0]
+    for c in range(1, ncores):
+        if free[q, c] < f:
+            f = free[q, c]
+            best = c
+    return best, f
+
+
+@njit(cache=True, inline="always")
+def _busy_within(start, end, horizon):
+    a = min(start, horizon)
+    b = min(end, horizon)
+    return b - a
+
+
+@njit(cache=True)
+def serve_stage(queue, arrival, service, key, deadline, free, cores, last, busy,
+                t_known, fifo, drop, horizon):
+    """Serve the tasks of one stage.
+
+    Parameters are per task: ``queue`` (int64 queue index), ``arrival`` at this stage [s],
+    ``service`` time [s], ``key`` (lower is served first; ignored for FIFO), ``deadline``
+    (absolute [s]; used when ``drop``). Per queue state, updated in place: ``free`` (Q, C)
+    free-at time of each core, ``cores`` (Q,) cores in use, ``last`` (Q,) time of the last
+    service decision, ``busy`` (Q,) busy core-seconds inside [0, horizon].
+
+    Returns ``(start, status)``: start of service (or time of the drop) and STARTED,
+    DROPPED or DEFERRED for each task.
+    """
+    n = queue.shape[0]
+    start = np.full(n, np.nan)
+    status = np.full(n, DEFERRED, dtype=np.int8)
+    if n == 0:
+        return start, status
+    n_queues = free.shape[0]
+    grouped, offsets = _group_by_queue(queue, arrival, n_queues)
+    heap = np.empty(n, dtype=np.int64)
+    for q in range(n_queues):
+        lo = offsets[q]
+        hi = offsets[q + 1]
+        if lo == hi:
+            continue
+        ncores = cores[q]
+        if fifo:
+            for j in range(lo, hi):
+                i = grouped[j]
+                if arrival[i] >= t_known:
+                    break  # an unknown task may arrive before this one
+                c, f = _earliest_core(free, q, ncores)
+                tau = max(f, arrival[i], last[q])
+                last[q] = tau
+                start[i] = tau
+                if drop and tau > deadline[i]:
+                    status[i] = DROPPED
+                    continue
+                free[q, c] = tau + service[i]
+                busy[q] += _busy_within(tau, tau + service[i], horizon)
+                status[i] = STARTED
+        else:
+            size = 0
+            ptr = lo
+            while ptr < hi or size > 0:
+                c, f = _earliest_core(free, q, ncores)
+                tau = max(f, last[q])
+                if size == 0:
+                    tau = max(tau, arrival[grouped[ptr]])
+                if tau >= t_known:
+                    break  # an unknown task could arrive first and win: decide later
+                while ptr < hi and arrival[grouped[ptr]] <= tau:
+                    size = _push(heap, size, grouped[ptr], key, arrival)
+                    ptr += 1
+                i, size = _pop(heap, size, key, arrival)
+                last[q] = tau
+                start[i] = tau
+                if drop and tau > deadline[i]:
+                    status[i] = DROPPED
+                    continue
+                free[q, c] = tau + service[i]
+                busy[q] += _busy_within(tau, tau + service[i], horizon)
+                status[i] = STARTED
+    return start, status
+
+
+@njit(cache=True)
+def bandwidth_load(vehicle, server, share, n_servers):
+    """Sum over vehicles of the bandwidth share each holds at each server (19k).
+
+    A vehicle sending several tasks to one server in an epoch holds the largest of their
+    shares. Tasks must be sorted by vehicle.
+    """
+    load = np.zeros(n_servers)
+    n = vehicle.shape[0]
+    lo = 0
+    while lo < n:
+        hi = lo
+        while hi < n and vehicle[hi] == vehicle[lo]:
+            hi += 1
+        for j in range(lo, hi):
+            s = server[j]
+            if s < 0:
+                continue
+            first = True
+            best = share[j]
+            for k in range(lo, hi):
+                if server[k] == s:
+                    if k < j:
+                        first = False
+                        break
+                    if share[k] > best:
+                        best = share[k]
+            if first:
+                load[s] += best
+        lo = hi
+    return load
