@@ -26,15 +26,18 @@ class Observation:
     vehicle_position: np.ndarray  # (N, 2) [m]
     vehicle_cpu: np.ndarray  # (N,) [cycles/s]
     vehicle_power_max: np.ndarray  # (N,) [W]
-    vehicle_local_backlog: np.ndarray  # (N,) [s] work committed to the local CPU at t
-    vehicle_uplink_backlog: np.ndarray  # (N,) [s] transmission committed at t
+    vehicle_local_free: np.ndarray  # (N,) [s] time the local CPU finishes its started work
+    vehicle_uplink_free: np.ndarray  # (N,) [s] time the transmitter finishes its started work
+    vehicle_nearest: np.ndarray  # (N,) int64 nearest server (the serving cell)
+    vehicle_candidates: np.ndarray  # (N, k) int64 the k nearest servers, nearest first
     # servers
     server_position: np.ndarray  # (M, 2) [m]
     server_cpu: np.ndarray  # (M,) per core [cycles/s]
     server_cores: np.ndarray  # (M,) int
     server_bandwidth: np.ndarray  # (M,) B_max [Hz]
-    server_backlog: np.ndarray  # (M,) [s] committed work per core at t (mean over cores)
-    server_core_free: list[np.ndarray]  # per server: absolute free-at time of each core [s]
+    server_core_free: np.ndarray  # (M, C) [s] free-at time of each core (cores beyond
+    #                               server_cores[j] are unused)
+    server_cell_size: np.ndarray  # (M,) int64 vehicles whose nearest server this is
     # channel at t
     gain: np.ndarray  # (N, M) channel power gain h_ij incl. fading
     interference: np.ndarray  # (M,) [W] mean co-channel interference at each server
@@ -57,6 +60,24 @@ class Observation:
     @property
     def n_servers(self) -> int:
         return int(self.server_position.shape[0])
+
+    @property
+    def vehicle_local_backlog(self) -> np.ndarray:
+        """Work [s] already committed to each local CPU at the epoch start."""
+        return np.maximum(self.vehicle_local_free - self.t, 0.0)
+
+    @property
+    def vehicle_uplink_backlog(self) -> np.ndarray:
+        """Transmission time [s] already committed to each vehicle's uplink."""
+        return np.maximum(self.vehicle_uplink_free - self.t, 0.0)
+
+    @property
+    def server_backlog(self) -> np.ndarray:
+        """Mean committed work per core [s] of each edge server at the epoch start."""
+        m, c = self.server_core_free.shape
+        used = np.arange(c)[None, :] < self.server_cores[:, None]
+        left = np.where(used, np.maximum(self.server_core_free - self.t, 0.0), 0.0)
+        return left.sum(axis=1) / self.server_cores
 
     def rate(self, vehicle: np.ndarray, server: np.ndarray, share: np.ndarray,
              power: np.ndarray) -> np.ndarray:

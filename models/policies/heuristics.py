@@ -1,0 +1,157 @@
+"""Heuristic policies: local, nearest, fixed, random and greedy.
+
+Unless a policy says otherwise, an offloading vehicle uses its full power P_max and an equal
+share of its server's band: 1 / (vehicles in that server's cell), the cell being the set of
+vehicles whose nearest server it is (a vehicle offloading outside its cell counts as one
+more). These never oversubscribe a band when vehicles offload to their nearest server.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.policies.base import Policy, register
+from sim.observation import Actions, Observation
+
+
+def equal_share(obs: Observation, server: np.ndarray) -> np.ndarray:
+    """Share of B_max for each task's vehicle at ``server`` (1 / users of the cell)."""
+    srv = np.maximum(server, 0)
+    v = obs.task_vehicle
+    users = obs.server_cell_size[srv] + (obs.vehicle_nearest[v] != srv)
+    return 1.0 / np.maximum(users, 1)
+
+
+def offload_to(obs: Observation, server: np.ndarray) -> Actions:
+    """Actions sending each task to ``server`` (-1: local) with equal share and full power."""
+    server = np.asarray(server, dtype=np.int64)
+    share = np.where(server >= 0, equal_share(obs, server), 0.0)
+    power = obs.vehicle_power_max[obs.task_vehicle].copy()
+    return Actions(server=server, share=share, power=power)
+
+
+@register
+class Local(Policy):
+    """Every task runs on its vehicle's CPU."""
+
+    id = "local"
+
+    def decide(self, obs: Observation) -> Actions:
+        return offload_to(obs, np.full(obs.n_tasks, -1, dtype=np.int64))
+
+
+@register
+class Nearest(Policy):
+    """Every task is offloaded to the vehicle's nearest server."""
+
+    id = "nearest"
+
+    def decide(self, obs: Observation) -> Actions:
+        return offload_to(obs, obs.vehicle_nearest[obs.task_vehicle])
+
+
+class FixedParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    server: int = Field(0, ge=0, description="index of the server every task goes to")
+
+
+@register
+class Fixed(Policy):
+    """Every task is offloaded to one given server (all vehicles share its band equally)."""
+
+    id = "fixed"
+    Params = FixedParams
+
+    @classmethod
+    def check(cls, params, scenario) -> list[tuple[str, str]]:
+        m = scenario.servers.count
+        if params.server >= m:
+            return [("policy.params.server",
+                     f"server index {params.server} does not exist; allowed: 0 to {m - 1}")]
+        return []
+
+    def decide(self, obs: Observation) -> Actions:
+        server = np.full(obs.n_tasks, self.params.server, dtype=np.int64)
+        share = np.full(obs.n_tasks, 1.0 / obs.n_vehicles)
+        return Actions(server=server, share=share,
+                       power=obs.vehicle_power_max[obs.task_vehicle].copy())
+
+
+class RandomParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    offload_probability: float = Field(0.5, ge=0, le=1)
+
+
+@register
+class Random(Policy):
+    """Offload with a given probability to a server drawn uniformly among all servers."""
+
+    id = "random"
+    Params = RandomParams
+
+    def decide(self, obs: Observation) -> Actions:
+        k = obs.n_tasks
+        go = self.rng.random(k) < self.params.offload_probability
+        target = self.rng.integers(0, obs.n_servers, k)
+        return offload_to(obs, np.where(go, target, -1))
+
+
+def estimated_costs(obs: Observation, include_backlog: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Estimated cost of running each task locally (K,) and at each candidate (K, k).
+
+    Latency is the committed backlog at the epoch start (if ``include_backlog``) plus the
+    transmission and computation times of eqs. [12], [13]; energy follows [15], [16]; cost
+    is w1 L + (1 - w1) E of eq. [18]. Candidates are ``obs.vehicle_candidates``.
+    """
+    v = obs.task_vehicle
+    w1 = obs.latency_weight
+    cyc = obs.task_cycles
+    cpu = obs.vehicle_cpu[v]
+    lat_loc = cyc * obs.local_accuracy / cpu
+    if include_backlog:
+        lat_loc = lat_loc + obs.vehicle_local_backlog[v]
+    e_loc = obs.energy_coefficient * cpu**2 * cyc * obs.local_accuracy
+    local = w1 * lat_loc + (1 - w1) * e_loc
+    cand = obs.vehicle_candidates[v]  # (K, k)
+    vv = np.broadcast_to(v[:, None], cand.shape)
+    share = 1.0 / np.maximum(
+        obs.server_cell_size[cand] + (obs.vehicle_nearest[vv] != cand), 1)
+    power = np.broadcast_to(obs.vehicle_power_max[v][:, None], cand.shape)
+    rate = obs.rate(vv, cand, share, power)
+    tx = obs.task_size[:, None] * obs.semantic_efficiency / rate
+    comp = cyc[:, None] * obs.edge_accuracy / obs.server_cpu[cand]
+    lat_off = tx + comp
+    if include_backlog:
+        lat_off = lat_off + obs.vehicle_uplink_backlog[v][:, None] + obs.server_backlog[cand]
+    offload = w1 * lat_off + (1 - w1) * power * tx
+    return local, offload
+
+
+class GreedyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    use_backlog: bool = Field(True, description="add the queues' committed work at the "
+                              "epoch start to the latency estimate")
+
+
+@register
+class Greedy(Policy):
+    """Per task, the option (local or one of the nearest servers) of least estimated cost.
+
+    The estimate uses the state reported at the epoch start: it does not see the other
+    decisions of the same epoch, so it can herd a batch onto one server.
+    """
+
+    id = "greedy"
+    Params = GreedyParams
+
+    def decide(self, obs: Observation) -> Actions:
+        if obs.n_tasks == 0:
+            return offload_to(obs, np.empty(0, dtype=np.int64))
+        local, offload = estimated_costs(obs, self.params.use_backlog)
+        best = np.argmin(offload, axis=1)
+        best_cost = offload[np.arange(obs.n_tasks), best]
+        cand = obs.vehicle_candidates[obs.task_vehicle]
+        server = np.where(best_cost < local, cand[np.arange(obs.n_tasks), best], -1)
+        return offload_to(obs, server)
