@@ -61,7 +61,7 @@ NoiseLevel = Annotated[float, BeforeValidator(_noise), WithJsonSchema({
 class Strict(BaseModel):
     """Base: unknown keys rejected, values validated on assignment too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- distributions
@@ -110,7 +110,10 @@ def _distribution(dimension: str):
             out = dict(v)
             for key in ("value", "low", "high", "mean"):
                 if key in out and out[key] is not None:
-                    out[key] = parse_quantity(out[key], dimension)
+                    try:
+                        out[key] = parse_quantity(out[key], dimension)
+                    except ValueError as exc:
+                        raise ValueError(f"'{key}': {exc}") from None
             return out
         return {"kind": "fixed", "value": parse_quantity(v, dimension)}
 
@@ -146,7 +149,8 @@ class Vehicles(Strict):
     power_max: Watts = Field(1.0, gt=0, description="maximum transmit power P_max [W] (19g)")
     energy_coefficient: float = Field(1e-27, ge=0, description="kappa of eq. [16] [J s^2/cycle^3]")
     semantic_accuracy: float = Field(1.0, gt=0, le=1, description="sigma_i of eq. [12]")
-    energy_budget: Joules = Field(float("inf"), gt=0, description="E_max per task [J] (19c)")
+    energy_budget: Joules | None = Field(None, gt=0, description="E_max per task [J] (19c); "
+                                         "unset: no budget")
     queue: Literal["fifo", "priority"] = Field("fifo", description="local CPU discipline")
     uplink_queue: Literal["fifo", "priority"] = Field("fifo", description="uplink discipline")
 

@@ -83,10 +83,15 @@ def parse_quantity(value: object, dimension: str) -> float:
             )
         number = float(m.group(1))
         unit = (m.group(2) or "").strip()
-        if unit in _LINEAR.get(dimension, {}):
+        if not unit:
+            out = number
+        elif unit in _LINEAR.get(dimension, {}):
             out = number * _LINEAR[dimension][unit]
         elif unit in _LOG.get(dimension, {}):
-            out = float(_LOG[dimension][unit](number))  # type: ignore[operator]
+            try:
+                out = float(_LOG[dimension][unit](number))  # type: ignore[operator]
+            except OverflowError:
+                raise UnitError(f"{value!r} is too large to convert") from None
         else:
             units = ", ".join(allowed_units(dimension)) or "none (plain number)"
             raise UnitError(

@@ -1,0 +1,1 @@
+"""The simulated world: configuration, mobility, traffic, channel, queues, engines, results."""

@@ -1,0 +1,202 @@
+"""The command line: ``python run_sim.py [run] [FILE]``, ``validate``, ``schema``.
+
+Subcommands are plain functions registered with :func:`command`; adding one is one
+decorated function. Only the standard library is imported here, so ``--help`` answers at
+once; each subcommand imports what it needs. Errors the user can fix (a bad scenario, an
+unknown policy) are printed as one ``error:`` line with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sim.errors import SimError
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SCENARIO = Path("scenarios") / "quickstart.yaml"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, tuple[str, tuple[tuple[tuple[Any, ...], dict[str, Any]], ...], Handler]] = {}
+
+
+def arg(*names: Any, **options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """One argument of a subcommand, spelled as for ``ArgumentParser.add_argument``."""
+    return names, options
+
+
+def command(name: str, help: str, *arguments: tuple[tuple[Any, ...], dict[str, Any]]
+            ) -> Callable[[Handler], Handler]:
+    """Register the decorated function as subcommand ``name`` taking ``arguments``."""
+
+    def register(handler: Handler) -> Handler:
+        _COMMANDS[name] = (help, arguments, handler)
+        return handler
+
+    return register
+
+
+def _scenario_path(given: Path | None) -> Path:
+    """The scenario to run: the one given, else the quickstart scenario of this checkout."""
+    if given is not None:
+        return given
+    if DEFAULT_SCENARIO.is_file():
+        return DEFAULT_SCENARIO
+    return REPO / DEFAULT_SCENARIO
+
+
+def _format(value: Any, scale: float, unit: str, digits: int = 3) -> str:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return "n/a"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value * scale:.{digits}g} {unit}".rstrip()
+
+
+def _summary_lines(out_dir: Path | None, summary: dict[str, Any]) -> list[str]:
+    """A few lines a person reads after a run; missing figures show as n/a."""
+    lines = [f"results:         {out_dir if out_dir is not None else '(not written)'}"]
+    tasks = summary.get("n_tasks")
+    count = tasks if isinstance(tasks, numbers.Integral) else _format(tasks, 1, "")
+    lines.append(f"tasks:           {count}")
+    lines.append(f"latency:         mean {_format(summary.get('latency_mean'), 1e3, 'ms')}, "
+                 f"p95 {_format(summary.get('latency_p95'), 1e3, 'ms')}")
+    lines.append(f"energy per task: {_format(summary.get('energy_mean'), 1, 'J')}")
+    lines.append(f"deadline misses: {_format(summary.get('deadline_miss_rate'), 100, '%')}")
+    return lines
+
+
+@command(
+    "run", "simulate a scenario and write its results folder (the default command)",
+    arg("file", nargs="?", type=Path, metavar="FILE",
+        help=f"scenario file (default: {DEFAULT_SCENARIO})"),
+    arg("--out", type=Path, metavar="DIR", help="results folder (default: results/NAME/TIME)"),
+    arg("--quiet", action="store_true", help="no progress; print only the results folder"),
+    arg("--seed", type=int, metavar="N", help="root seed, replacing the scenario's"),
+    arg("--horizon", metavar="T", help="simulated time, e.g. '2 s', replacing the scenario's"),
+)
+def run(args: argparse.Namespace) -> int:
+    """Load, validate and simulate one scenario, then print its headline figures."""
+    from sim.scenario import load_scenario
+
+    path = _scenario_path(args.file)
+    if args.file is not None and not path.suffix and not path.exists():
+        raise SimError(f"'{path}' is neither a command ({', '.join(_COMMANDS)}) nor a file")
+    overrides: dict[str, Any] = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.horizon is not None:
+        overrides["engine.horizon"] = args.horizon
+    scenario = load_scenario(path, overrides)
+
+    from sim.runner import run_scenario
+
+    result = run_scenario(scenario, out_dir=args.out, quiet=args.quiet, source=path)
+    if args.quiet:
+        print(result.out_dir)
+    else:
+        print("\n".join(_summary_lines(result.out_dir, dict(result.summary or {}))))
+    return 0
+
+
+@command(
+    "validate", "check scenario files without running them",
+    arg("files", nargs="+", type=Path, metavar="FILE", help="scenario files"),
+)
+def validate(args: argparse.Namespace) -> int:
+    """Validate each file; report every broken one and exit 2 if any is."""
+    from sim.scenario import load_scenario
+
+    status = 0
+    for path in args.files:
+        try:
+            s = load_scenario(path)
+        except SimError as exc:
+            _report(exc)
+            status = EXIT_USAGE
+            continue
+        print(f"{path}: ok ({s.vehicles.count} vehicles, {s.servers.count} servers, "
+              f"policy {s.policy.id})")
+    return status
+
+
+@command("schema", "print the JSON Schema of scenario files")
+def schema(args: argparse.Namespace) -> int:
+    """Print the scenario JSON Schema (for editors' completion and checks)."""
+    import json
+
+    from sim.scenario import scenario_json_schema
+
+    print(json.dumps(scenario_json_schema(), indent=2, allow_nan=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subparser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="run_sim.py",
+        description="Discrete-event simulator of vehicular edge networks. Without a command, "
+                    "'run' is assumed: 'run_sim.py my.yaml' runs my.yaml, 'run_sim.py' runs "
+                    f"{DEFAULT_SCENARIO}.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, arguments, handler) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=handler.__doc__)
+        for names, options in arguments:
+            p.add_argument(*names, **options)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def _with_default_command(argv: Sequence[str]) -> list[str]:
+    """Insert 'run' unless a command (or top-level help) is asked for."""
+    argv = list(argv)
+    if argv and (argv[0] in _COMMANDS or argv[0] in ("-h", "--help")):
+        return argv
+    return ["run", *argv]
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    if isinstance(exc, SimError):
+        return True
+    base = sys.modules.get("models.policies.base")
+    return base is not None and isinstance(exc, base.UnknownPolicy)
+
+
+def _report(exc: BaseException) -> None:
+    text = " ".join(str(exc).splitlines()) or type(exc).__name__
+    print(f"error: {text}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        _report(exc)
+        return 1
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
+        _report(exc)
+        return EXIT_USAGE
