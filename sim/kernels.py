@@ -73,12 +73,18 @@ def _pop(heap, size, key, arrival):
 def _group_by_queue(queue, arrival, n_queues):
     """Indices grouped by queue, each group sorted by arrival (stable), and group offsets."""
     n = queue.shape[0]
-    order = np.argsort(arrival, kind="mergesort")
     offsets = np.zeros(n_queues + 1, dtype=np.int64)
+    grouped_already = True
     for i in range(n):
         offsets[queue[i] + 1] += 1
+        if i and (queue[i] < queue[i - 1]
+                  or (queue[i] == queue[i - 1] and arrival[i] < arrival[i - 1])):
+            grouped_already = False
     for q in range(n_queues):
         offsets[q + 1] += offsets[q]
+    if grouped_already:
+        return np.arange(n), offsets
+    order = np.argsort(arrival, kind="mergesort")
     fill = offsets[:-1].copy()
     grouped = np.empty(n, dtype=np.int64)
     for j in range(n):

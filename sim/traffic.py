@@ -1,23 +1,35 @@
 """Poisson semantic task arrivals [5], [6] and task attributes [4].
 
 An epoch's arrivals are sampled for all vehicles at once: a Poisson count per vehicle, then
-that many uniform times in the epoch, sorted. Given the count, the arrival times of a Poisson
+that many sorted uniform times in the epoch. Given the count, the arrival times of a Poisson
 process are distributed as sorted uniforms, so this is an exact Poisson process.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 
-@njit(cache=True)
-def _sort_segments(values: np.ndarray, counts: np.ndarray) -> None:
-    lo = 0
-    for c in counts:
-        if c > 1:
-            values[lo:lo + c] = np.sort(values[lo:lo + c])
-        lo += c
+def sorted_uniforms(rng: np.random.Generator, counts: np.ndarray) -> np.ndarray:
+    """For each segment of ``counts``, that many sorted U(0, 1) draws, concatenated.
+
+    Uses exponential spacings: with E_1..E_{c+1} i.i.d. exponential, the partial sums
+    divided by their total are distributed as the order statistics of c uniforms. This is
+    linear in the number of draws, where sorting is not.
+    """
+    k = int(counts.sum())
+    n = counts.shape[0]
+    if k == 0:
+        return np.empty(0)
+    spacings = rng.standard_exponential(k + n)
+    csum = np.cumsum(spacings)
+    seg_end = np.cumsum(counts + 1) - 1  # index of each segment's closing spacing
+    seg_start_sum = np.concatenate(([0.0], csum[seg_end[:-1]]))
+    total = csum[seg_end] - seg_start_sum
+    keep = np.ones(k + n, dtype=bool)
+    keep[seg_end] = False
+    owner = np.repeat(np.arange(n), counts)
+    return (csum[keep] - seg_start_sum[owner]) / total[owner]
 
 
 def draw(dist, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -46,8 +58,7 @@ class TaskSource:
         """Tasks arriving in [t0, t1), sorted by (vehicle, arrival)."""
         counts = self.arrivals.poisson(self.rates * (t1 - t0))
         k = int(counts.sum())
-        times = self.arrivals.random(k)
-        _sort_segments(times, counts)
+        times = sorted_uniforms(self.arrivals, counts)
         times *= t1 - t0
         times += t0
         # rounding can reach t1 itself; keep arrivals strictly inside the epoch

@@ -1,0 +1,384 @@
+"""The fast engine: SimPy drives the clock, a compiled kernel serves each epoch's tasks.
+
+Per decision epoch [t0, t1): the world samples the arrivals of all vehicles at once, the
+policy decides for the whole batch from an :class:`~sim.observation.Observation`, and
+:func:`sim.kernels.serve_stage` pushes the batch through the local CPUs, the uplinks and the
+edge CPUs, carrying each queue's state to the next epoch. Tasks arrive in [0, horizon); the
+ones still queued at the horizon are drained so that every task has a final time.
+
+Modelling choices the results depend on:
+- a transmission's rate is fixed when the task is decided (channel of the epoch start, the
+  task's bandwidth share and power);
+- the vehicles' positions, fading and interference are those of the last mobility step
+  (``mobility.step`` is a whole number of epochs);
+- bandwidth shares are accounted per epoch (19k): when the shares held at a server sum above
+  one, all of them are scaled down to fit and a violation is counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from sim.channel import shannon_rate
+from sim.errors import SimError
+from sim.kernels import DEFERRED, DROPPED, STARTED, bandwidth_load, serve_stage
+from sim.observation import Actions, Observation
+from sim.seeds import SeedTree
+from sim.world import World
+
+# Columns of the per-task table, in order (see sim.records.TASK_SCHEMA).
+RECORD_COLUMNS = (
+    "task_id", "vehicle", "arrival", "size_bits", "cycles", "deadline", "priority",
+    "offload", "server", "share", "power", "rate", "tx_start", "tx_time", "wait_uplink",
+    "compute_start", "wait_compute", "compute_time", "completion", "latency", "energy",
+    "edge_energy", "cost", "status", "deadline_met", "in_flight",
+)
+_PHASE_FIRST, _PHASE_EDGE, _PHASE_DONE = 0, 1, 2
+
+
+@dataclass
+class QueueState:
+    """Free-at time of each core, last decision time and busy time of a bank of queues."""
+
+    free: np.ndarray
+    cores: np.ndarray
+    last: np.ndarray
+    busy: np.ndarray
+
+    @classmethod
+    def make(cls, cores: np.ndarray) -> QueueState:
+        cores = np.asarray(cores, dtype=np.int64)
+        return cls(np.zeros((cores.shape[0], int(cores.max()))), cores,
+                   np.zeros(cores.shape[0]), np.zeros(cores.shape[0]))
+
+
+@dataclass
+class Violations:
+    """Constraint violation counts of [19b-19k] that the engine sees (19b is in the table)."""
+
+    energy_budget: int = 0  # 19c, tasks
+    local_capacity: int = 0  # 19d, vehicle-epochs
+    edge_capacity: int = 0  # 19e, server-epochs
+    power: int = 0  # 19g, tasks whose requested power exceeded P_max
+    bandwidth: int = 0  # 19k, server-epochs
+
+    def as_dict(self) -> dict[str, int]:
+        return {f"violations_{k}": int(v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class EngineResult:
+    n_tasks: int
+    n_epochs: int
+    violations: Violations
+    utilisation: dict[str, float] = field(default_factory=dict)
+
+    def extra(self) -> dict:
+        return {**self.violations.as_dict(), **self.utilisation, "n_epochs": self.n_epochs}
+
+
+def _take(rows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[mask] for k, v in rows.items()}
+
+
+def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if not a or a["task_id"].shape[0] == 0:
+        return b
+    return {k: np.concatenate((a[k], b[k])) for k in b}
+
+
+class Engine:
+    """Runs one scenario with one policy; finished tasks go to ``sink.add(batch)``."""
+
+    def __init__(self, scenario, policy, seeds: SeedTree, sink) -> None:
+        self.sc = sc = scenario
+        self.policy = policy
+        self.sink = sink
+        self.world = World(scenario, seeds)
+        self.epoch = float(sc.engine.epoch)
+        self.horizon = float(sc.engine.horizon)
+        steps = sc.mobility.step / self.epoch
+        self.epochs_per_step = max(1, round(steps))
+        n, m = self.world.n_vehicles, self.world.n_servers
+        self.local = QueueState.make(np.ones(n, dtype=np.int64))
+        self.uplink = QueueState.make(np.ones(n, dtype=np.int64))
+        self.edge = QueueState.make(self.world.server_cores)
+        self.inflight: dict[str, np.ndarray] = {}
+        self.violations = Violations()
+        self.n_tasks = 0
+        self.n_epochs = 0
+        v, s, c = sc.vehicles, sc.servers, sc.channel
+        self._local_factor = v.semantic_accuracy / self.world.vehicle_cpu  # s per cycle
+        self._local_energy = v.energy_coefficient * self.world.vehicle_cpu ** 2 \
+            * v.semantic_accuracy  # J per cycle
+        self._edge_factor = s.semantic_accuracy / self.world.server_cpu
+        self._edge_energy = s.energy_coefficient * self.world.server_cpu ** 2 \
+            * s.semantic_accuracy
+        self._sigma_ij = c.semantic_efficiency
+        self._w1 = sc.cost.latency_weight
+        self._drop = sc.tasks.drop_expired
+
+    # ------------------------------------------------------------------ driving
+    def run(self) -> EngineResult:
+        env = simpy.Environment()
+        env.process(self._clock(env))
+        env.run()
+        self._serve(math.inf)  # drain what is still queued at the horizon
+        if self.inflight and self.inflight["task_id"].shape[0]:
+            raise SimError("tasks left unserved after the drain")  # pragma: no cover
+        return EngineResult(self.n_tasks, self.n_epochs, self.violations,
+                            self._utilisation())
+
+    def _clock(self, env: simpy.Environment):
+        """Decision epochs; the world moves first at every mobility step boundary."""
+        n_epochs = math.ceil(self.horizon / self.epoch - 1e-9)
+        for k in range(n_epochs):
+            t0 = k * self.epoch
+            t1 = min((k + 1) * self.epoch, self.horizon)
+            if k and k % self.epochs_per_step == 0:
+                self.world.advance(self.epochs_per_step * self.epoch)
+            self.step(t0, t1)
+            yield env.timeout(max(t1 - env.now, 0.0))
+
+    def step(self, t0: float, t1: float) -> None:
+        """One decision epoch: sample, decide, serve."""
+        tasks = self.world.tasks.sample(t0, t1)
+        self.n_epochs += 1
+        k = tasks["task_id"].shape[0]
+        self.n_tasks += k
+        if k:
+            actions = self.policy.decide(self.observe(t0, tasks))
+            new = self._apply(tasks, actions)
+            self.inflight = _concat(self.inflight, new)
+        self._serve(t1)
+
+    # ------------------------------------------------------------------ decisions
+    def observe(self, t0: float, tasks: dict[str, np.ndarray]) -> Observation:
+        w, sc = self.world, self.sc
+        return Observation(
+            t=t0, epoch=self.epoch,
+            task_vehicle=tasks["vehicle"], task_arrival=tasks["arrival"],
+            task_size=tasks["size_bits"], task_cycles=tasks["cycles"],
+            task_deadline=tasks["deadline"], task_priority=tasks["priority"],
+            vehicle_position=w.positions, vehicle_cpu=w.vehicle_cpu,
+            vehicle_power_max=w.vehicle_power_max,
+            vehicle_local_free=self.local.free[:, 0].copy(),
+            vehicle_uplink_free=self.uplink.free[:, 0].copy(),
+            vehicle_nearest=w.nearest, vehicle_candidates=w.candidates,
+            server_position=w.server_position, server_cpu=w.server_cpu,
+            server_cores=w.server_cores, server_bandwidth=w.server_bandwidth,
+            server_core_free=self.edge.free.copy(), server_cell_size=w.cell_size,
+            gain=w.gain, interference=w.interference, noise=sc.channel.noise,
+            noise_is_density=sc.channel.noise_kind == "density",
+            semantic_efficiency=self._sigma_ij,
+            local_accuracy=sc.vehicles.semantic_accuracy,
+            edge_accuracy=sc.servers.semantic_accuracy,
+            energy_coefficient=sc.vehicles.energy_coefficient,
+            latency_weight=self._w1,
+        )
+
+    def _check(self, actions: Actions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pid = self.policy.id
+        try:
+            server = np.asarray(actions.server, dtype=np.int64)
+            share = np.asarray(actions.share, dtype=np.float64)
+            power = np.asarray(actions.power, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise SimError(f"policy '{pid}' returned actions that are not arrays: {exc}"
+                           ) from exc
+        for name, arr in (("server", server), ("share", share), ("power", power)):
+            if arr.shape != (k,):
+                raise SimError(f"policy '{pid}' returned {name} of shape {arr.shape}; "
+                               f"expected ({k},), one per task")
+        m = self.world.n_servers
+        if k and (server.min() < -1 or server.max() >= m):
+            raise SimError(f"policy '{pid}' chose server {int(server.max())} or "
+                           f"{int(server.min())}; allowed: -1 (local) to {m - 1}")
+        off = server >= 0
+        bad = off & ~((share > 0) & (share <= 1))
+        if bad.any():
+            raise SimError(f"policy '{pid}' returned bandwidth share "
+                           f"{share[bad][0]!r}; allowed: 0 < share <= 1")
+        bad = off & ~((power > 0) & np.isfinite(power))
+        if bad.any():
+            raise SimError(f"policy '{pid}' returned transmit power {power[bad][0]!r} W; "
+                           f"allowed: 0 < power <= P_max")
+        return server, share, power
+
+    def _apply(self, tasks: dict[str, np.ndarray], actions: Actions) -> dict[str, np.ndarray]:
+        """Turn decisions into per-task service times, rates and energies (rows in flight)."""
+        k = tasks["task_id"].shape[0]
+        server, share, power = self._check(actions, k)
+        w, v = self.world, tasks["vehicle"]
+        off = server >= 0
+        nan = np.full(k, np.nan)
+        pmax = w.vehicle_power_max[v]
+        over = off & (power > pmax)
+        self.violations.power += int(over.sum())
+        power = np.where(off, np.minimum(power, pmax), np.nan)
+        share = np.where(off, share, np.nan)
+        cycles = tasks["cycles"]
+        # 19d / 19e: work offered in the epoch against what the CPUs can do in it
+        loc_cycles = np.bincount(v[~off], weights=cycles[~off], minlength=w.n_vehicles)
+        self.violations.local_capacity += int(
+            (loc_cycles * self.sc.vehicles.semantic_accuracy > w.vehicle_cpu * self.epoch
+             ).sum())
+        if off.any():
+            srv = server[off]
+            edge_cycles = np.bincount(srv, weights=cycles[off], minlength=w.n_servers)
+            self.violations.edge_capacity += int(
+                (edge_cycles * self.sc.servers.semantic_accuracy
+                 > w.server_cpu * w.server_cores * self.epoch).sum())
+            load = bandwidth_load(v, np.where(off, server, -1), np.nan_to_num(share),
+                                  w.n_servers)
+            over_bw = load > 1.0 + 1e-9
+            self.violations.bandwidth += int(over_bw.sum())
+            if over_bw.any():
+                scale = np.where(over_bw, 1.0 / np.maximum(load, 1e-300), 1.0)
+                share = np.where(off, share * scale[np.maximum(server, 0)], np.nan)
+            sv = v[off]
+            bw = share[off] * w.server_bandwidth[srv]
+            noise = self.sc.channel.noise * bw if self.sc.channel.noise_kind == "density" \
+                else self.sc.channel.noise
+            rate = nan.copy()
+            rate[off] = shannon_rate(bw, power[off] * w.gain[sv, srv],
+                                     w.interference[srv] + noise)
+            bits = tasks["size_bits"] * self._sigma_ij
+            tx_time = np.where(off, bits / rate, np.nan)
+            tx_time[off & (bits == 0)] = 0.0
+        else:
+            rate = nan.copy()
+            tx_time = nan.copy()
+        srv0 = np.maximum(server, 0)
+        compute_time = np.where(off, cycles * self._edge_factor[srv0],
+                                cycles * self._local_factor[v])
+        rows = dict(tasks)
+        rows.update(
+            offload=off, server=server.astype(np.int32), share=share, power=power, rate=rate,
+            tx_start=nan.copy(), tx_time=tx_time, compute_start=nan.copy(),
+            compute_time=compute_time, status=np.zeros(k, dtype=np.int8),
+            phase=np.full(k, _PHASE_FIRST, dtype=np.int8), drop_time=nan.copy(),
+        )
+        return rows
+
+    # ------------------------------------------------------------------ queues
+    def _stage(self, rows, mask, queue, arrival, state: QueueState, fifo: bool,
+               t_known: float):
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return idx, np.empty(0), np.empty(0, dtype=np.int8)
+        start, status = serve_stage(
+            queue[idx], arrival[idx], self._service[idx], -rows["priority"][idx],
+            rows["deadline"][idx], state.free, state.cores, state.last, state.busy,
+            t_known, fifo, self._drop, self.horizon)
+        return idx, start, status
+
+    def _serve(self, t_known: float) -> None:
+        rows = self.inflight
+        if not rows or rows["task_id"].shape[0] == 0:
+            return
+        phase, off = rows["phase"], rows["offload"]
+        veh = rows["vehicle"].astype(np.int64)
+        self._service = rows["compute_time"]
+        v = self.sc.vehicles
+        # local CPUs
+        idx, start, st = self._stage(rows, (phase == _PHASE_FIRST) & ~off, veh,
+                                     rows["arrival"], self.local, v.queue == "fifo", t_known)
+        self._settle(rows, idx, start, st, "compute_start", _PHASE_DONE)
+        # uplinks
+        self._service = rows["tx_time"]
+        idx, start, st = self._stage(rows, (phase == _PHASE_FIRST) & off, veh,
+                                     rows["arrival"], self.uplink, v.uplink_queue == "fifo",
+                                     t_known)
+        self._settle(rows, idx, start, st, "tx_start", _PHASE_EDGE)
+        # edge CPUs
+        self._service = rows["compute_time"]
+        edge_arrival = rows["tx_start"] + rows["tx_time"]
+        idx, start, st = self._stage(rows, phase == _PHASE_EDGE,
+                                     rows["server"].astype(np.int64), edge_arrival,
+                                     self.edge, self.sc.servers.queue == "fifo", t_known)
+        self._settle(rows, idx, start, st, "compute_start", _PHASE_DONE)
+        done = phase == _PHASE_DONE
+        n_done = int(np.count_nonzero(done))
+        if n_done == done.shape[0]:
+            self.sink.add(self._finish(rows))
+            self.inflight = {}
+        elif n_done:
+            self.sink.add(self._finish(_take(rows, done)))
+            self.inflight = _take(rows, ~done)
+
+    @staticmethod
+    def _settle(rows, idx, start, status, column, next_phase) -> None:
+        ok = status == STARTED
+        rows[column][idx[ok]] = start[ok]
+        rows["phase"][idx[ok]] = next_phase
+        dropped = idx[status == DROPPED]
+        rows["status"][dropped] = 1
+        rows["drop_time"][dropped] = start[status == DROPPED]
+        rows["phase"][dropped] = _PHASE_DONE
+        assert not np.any(status[~ok & (status != DROPPED)] != DEFERRED)
+
+    def _finish(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Derived columns of finished tasks, in the order of RECORD_COLUMNS."""
+        off = rows["offload"]
+        dropped = rows["status"] == 1
+        v = rows["vehicle"]
+        srv0 = np.maximum(rows["server"], 0)
+        arrival = rows["arrival"]
+        tx_end = rows["tx_start"] + rows["tx_time"]
+        computed = ~np.isnan(rows["compute_start"])
+        completion = np.where(computed, rows["compute_start"] + rows["compute_time"], np.nan)
+        latency = completion - arrival
+        wait_uplink = rows["tx_start"] - arrival
+        ready = np.where(off, tx_end, arrival)
+        wait_compute = rows["compute_start"] - ready
+        transmitted = off & ~np.isnan(rows["tx_start"])
+        cycles = rows["cycles"]
+        energy = np.where(transmitted, rows["power"] * rows["tx_time"], 0.0)
+        local_done = ~off & computed
+        energy = np.where(local_done, cycles * self._local_energy[v], energy)
+        edge_energy = np.where(off & computed, cycles * self._edge_energy[srv0], 0.0)
+        e_cost = energy + edge_energy if self.sc.cost.include_edge_energy else energy
+        end = np.where(dropped, rows["drop_time"], completion)
+        cost = self._w1 * (end - arrival) + (1.0 - self._w1) * e_cost
+        budget = self.sc.vehicles.energy_budget
+        if budget is not None:
+            self.violations.energy_budget += int((energy > budget).sum())
+        out = {
+            "task_id": rows["task_id"], "vehicle": v.astype(np.int32), "arrival": arrival,
+            "size_bits": rows["size_bits"], "cycles": cycles, "deadline": rows["deadline"],
+            "priority": rows["priority"], "offload": off, "server": rows["server"],
+            "share": rows["share"], "power": rows["power"], "rate": rows["rate"],
+            "tx_start": rows["tx_start"], "tx_time": rows["tx_time"],
+            "wait_uplink": wait_uplink, "compute_start": rows["compute_start"],
+            "wait_compute": wait_compute, "compute_time": rows["compute_time"],
+            "completion": completion, "latency": latency, "energy": energy,
+            "edge_energy": edge_energy, "cost": cost, "status": rows["status"],
+            "deadline_met": ~dropped & (completion <= rows["deadline"]),
+            "in_flight": end > self.horizon,
+        }
+        return out
+
+    def _utilisation(self) -> dict[str, float]:
+        h = self.horizon
+        out = {}
+        for name, st in (("local", self.local), ("uplink", self.uplink), ("edge", self.edge)):
+            u = st.busy / (h * st.cores)
+            out[f"utilisation_{name}_mean"] = float(u.mean())
+            out[f"utilisation_{name}_max"] = float(u.max())
+        return out
+
+
+def simulate(scenario, sink, policy=None, seeds: SeedTree | None = None) -> EngineResult:
+    """Run ``scenario`` with its configured policy (or ``policy``) into ``sink``."""
+    seeds = seeds or SeedTree(scenario.seed)
+    if policy is None:
+        from models.policies import make
+
+        policy = make(scenario.policy.id, scenario.policy.params, scenario,
+                      seeds.generator("policy"))
+    return Engine(scenario, policy, seeds, sink).run()
