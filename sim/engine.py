@@ -25,7 +25,14 @@ import simpy
 
 from sim.channel import shannon_rate
 from sim.errors import SimError
-from sim.kernels import DEFERRED, DROPPED, STARTED, bandwidth_load, serve_stage
+from sim.kernels import (
+    DEFERRED,
+    DROPPED,
+    STARTED,
+    bandwidth_load,
+    finish_tasks,
+    serve_stage,
+)
 from sim.observation import Actions, Observation
 from sim.seeds import SeedTree
 from sim.world import World
@@ -324,44 +331,29 @@ class Engine:
 
     def _finish(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Derived columns of finished tasks, in the order of RECORD_COLUMNS."""
-        off = rows["offload"]
-        dropped = rows["status"] == 1
-        v = rows["vehicle"]
-        srv0 = np.maximum(rows["server"], 0)
-        arrival = rows["arrival"]
-        tx_end = rows["tx_start"] + rows["tx_time"]
-        computed = ~np.isnan(rows["compute_start"])
-        completion = np.where(computed, rows["compute_start"] + rows["compute_time"], np.nan)
-        latency = completion - arrival
-        wait_uplink = rows["tx_start"] - arrival
-        ready = np.where(off, tx_end, arrival)
-        wait_compute = rows["compute_start"] - ready
-        transmitted = off & ~np.isnan(rows["tx_start"])
-        cycles = rows["cycles"]
-        energy = np.where(transmitted, rows["power"] * rows["tx_time"], 0.0)
-        local_done = ~off & computed
-        energy = np.where(local_done, cycles * self._local_energy[v], energy)
-        edge_energy = np.where(off & computed, cycles * self._edge_energy[srv0], 0.0)
-        e_cost = energy + edge_energy if self.sc.cost.include_edge_energy else energy
-        end = np.where(dropped, rows["drop_time"], completion)
-        cost = self._w1 * (end - arrival) + (1.0 - self._w1) * e_cost
+        (wait_uplink, wait_compute, completion, latency, energy, edge_energy, cost, met,
+         in_flight) = finish_tasks(
+            rows["offload"], rows["status"], rows["vehicle"], rows["server"],
+            rows["arrival"], rows["deadline"], rows["cycles"], rows["power"],
+            rows["tx_start"], rows["tx_time"], rows["compute_start"], rows["compute_time"],
+            rows["drop_time"], self._local_energy, self._edge_energy, self._w1,
+            self.sc.cost.include_edge_energy, self.horizon)
         budget = self.sc.vehicles.energy_budget
         if budget is not None:
             self.violations.energy_budget += int((energy > budget).sum())
-        out = {
-            "task_id": rows["task_id"], "vehicle": v.astype(np.int32), "arrival": arrival,
-            "size_bits": rows["size_bits"], "cycles": cycles, "deadline": rows["deadline"],
-            "priority": rows["priority"], "offload": off, "server": rows["server"],
-            "share": rows["share"], "power": rows["power"], "rate": rows["rate"],
-            "tx_start": rows["tx_start"], "tx_time": rows["tx_time"],
+        return {
+            "task_id": rows["task_id"], "vehicle": rows["vehicle"].astype(np.int32),
+            "arrival": rows["arrival"], "size_bits": rows["size_bits"],
+            "cycles": rows["cycles"], "deadline": rows["deadline"],
+            "priority": rows["priority"], "offload": rows["offload"],
+            "server": rows["server"], "share": rows["share"], "power": rows["power"],
+            "rate": rows["rate"], "tx_start": rows["tx_start"], "tx_time": rows["tx_time"],
             "wait_uplink": wait_uplink, "compute_start": rows["compute_start"],
             "wait_compute": wait_compute, "compute_time": rows["compute_time"],
             "completion": completion, "latency": latency, "energy": energy,
             "edge_energy": edge_energy, "cost": cost, "status": rows["status"],
-            "deadline_met": ~dropped & (completion <= rows["deadline"]),
-            "in_flight": end > self.horizon,
+            "deadline_met": met, "in_flight": in_flight,
         }
-        return out
 
     def _utilisation(self) -> dict[str, float]:
         h = self.horizon
