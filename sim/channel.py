@@ -8,6 +8,7 @@ rates are then evaluated per transmission from the gain, the bandwidth share and
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 _CHUNK = 1 << 16  # pairs per chunk keeps temporaries in cache-friendly sizes
 
@@ -41,10 +42,13 @@ def gain_matrix(vehicles: np.ndarray, servers: np.ndarray, cfg, out: np.ndarray 
         d2 = dx * dx + dy * dy
         dist2[lo:hi] = d2
         np.maximum(d2, dmin2, out=d2)
-        d2 /= d0 * d0
-        np.power(d2, half_exp, out=d2)
-        d2 *= cfg.reference_gain
-        gain[lo:hi] = d2
+        if cfg.path_loss_exponent == 2.0:
+            np.divide(cfg.reference_gain * d0 * d0, d2, out=gain[lo:hi])
+        else:
+            d2 /= d0 * d0
+            np.power(d2, half_exp, out=d2)
+            d2 *= cfg.reference_gain
+            gain[lo:hi] = d2
     return gain, dist2
 
 
@@ -76,3 +80,103 @@ def interference(gain: np.ndarray, serving: np.ndarray, power: np.ndarray, activ
     own = np.zeros(m)
     np.add.at(own, serving, rx[np.arange(n), serving])
     return activity * np.maximum(total - own, 0.0)
+
+
+@njit(cache=True)
+def nearest_server(vehicles: np.ndarray, servers: np.ndarray) -> np.ndarray:
+    """Index of the nearest server of each vehicle (lowest index on ties)."""
+    n, m = vehicles.shape[0], servers.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        x, y = vehicles[i, 0], vehicles[i, 1]
+        best = np.inf
+        arg = 0
+        for j in range(m):
+            dx = x - servers[j, 0]
+            dy = y - servers[j, 1]
+            d2 = dx * dx + dy * dy
+            if d2 < best:
+                best = d2
+                arg = j
+        out[i] = arg
+    return out
+
+
+@njit(cache=True, inline="always")
+def pair_gain(vx, vy, sx, sy, reference_gain, reference_distance, exponent, min_distance):
+    """Path gain of eq. [3] for one pair (the scalar twin of :func:`path_gain`)."""
+    dx = vx - sx
+    dy = vy - sy
+    d2 = max(dx * dx + dy * dy, min_distance * min_distance)
+    if exponent == 2.0:
+        return reference_gain * reference_distance * reference_distance / d2
+    return reference_gain * (np.sqrt(d2) / reference_distance) ** (-exponent)
+
+
+class ChannelState:
+    """The channel during one mobility step, computed only as far as it is asked for.
+
+    ``nearest`` and ``cell_size`` are always computed (cheap); the full gain matrix (N, M),
+    the candidate lists and the interference are computed on first use, so a policy that
+    needs only its vehicles' serving cells never pays for N x M work.
+    """
+
+    def __init__(self, vehicles: np.ndarray, servers: np.ndarray, cfg, power_max: np.ndarray,
+                 fading: np.ndarray | None, k_candidates: int) -> None:
+        self.vehicles = vehicles
+        self.servers = servers
+        self.cfg = cfg
+        self.power_max = power_max
+        self.fading = fading
+        self.k = k_candidates
+        self.nearest = nearest_server(vehicles, servers)
+        self.cell_size = np.bincount(self.nearest, minlength=servers.shape[0])
+        self._gain = self._dist2 = self._candidates = self._interference = None
+
+    def _matrices(self) -> None:
+        path, dist2 = gain_matrix(self.vehicles, self.servers, self.cfg)
+        self._gain = path * self.fading if self.fading is not None else path
+        self._gain.flags.writeable = False
+        self._dist2 = dist2
+
+    @property
+    def gain(self) -> np.ndarray:
+        """Channel power gain h_ij (N, M), fading included."""
+        if self._gain is None:
+            self._matrices()
+        return self._gain
+
+    @property
+    def candidates(self) -> np.ndarray:
+        """The k nearest servers of each vehicle (N, k), nearest first."""
+        if self._candidates is None:
+            if self._dist2 is None:
+                self._matrices()
+            d2, k, m = self._dist2, self.k, self.servers.shape[0]
+            if k == m:
+                cand = np.argsort(d2, axis=1, kind="stable")
+            else:
+                part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+                d = np.take_along_axis(d2, part, axis=1)
+                cand = np.take_along_axis(part, np.argsort(d, axis=1, kind="stable"), axis=1)
+            cand = cand.astype(np.int64)
+            # the first candidate is the serving cell, also when distances tie
+            for row in np.flatnonzero(cand[:, 0] != self.nearest):
+                hit = np.flatnonzero(cand[row] == self.nearest[row])
+                if hit.size:
+                    cand[row, hit[0]] = cand[row, 0]
+                cand[row, 0] = self.nearest[row]
+            self._candidates = cand
+        return self._candidates
+
+    @property
+    def interference(self) -> np.ndarray:
+        """Mean co-channel interference at each server [W] (zeros when disabled)."""
+        if self._interference is None:
+            icfg = self.cfg.interference
+            if icfg.enabled:
+                self._interference = interference(self.gain, self.nearest, self.power_max,
+                                                  icfg.activity)
+            else:
+                self._interference = np.zeros(self.servers.shape[0])
+        return self._interference

@@ -308,8 +308,18 @@ class Scenario(Strict):
     policy: Annotated[Policy, BeforeValidator(_policy)] = Field(default_factory=Policy)
     output: Output = Field(default_factory=Output)
 
+    @property
+    def epochs_per_mobility_step(self) -> int:
+        """Decision epochs per mobility step (a whole number, checked at validation)."""
+        return max(1, round(self.mobility.step / self.engine.epoch))
+
     @model_validator(mode="after")
     def _cross(self) -> Scenario:
+        ratio = self.mobility.step / self.engine.epoch
+        if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6 * ratio:
+            raise ValueError(f"mobility.step ({self.mobility.step} s) must be a whole number "
+                             f"of engine.epoch ({self.engine.epoch} s): positions and the "
+                             f"channel are held for whole decision epochs")
         n_steps = self.engine.horizon / self.mobility.step
         if n_steps > 1e8:
             raise ValueError(f"mobility.step ({self.mobility.step} s) gives {n_steps:.3g} "

@@ -2,7 +2,7 @@
 
 Per decision epoch [t0, t1): the world samples the arrivals of all vehicles at once, the
 policy decides for the whole batch from an :class:`~sim.observation.Observation`, and
-:func:`sim.kernels.serve_stage` pushes the batch through the local CPUs, the uplinks and the
+:func:`sim.kernels.serve_epoch` pushes the batch through the local CPUs, the uplinks and the
 edge CPUs, carrying each queue's state to the next epoch. Tasks arrive in [0, horizon); the
 ones still queued at the horizon are drained so that every task has a final time.
 
@@ -23,16 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from sim.channel import shannon_rate
 from sim.errors import SimError
-from sim.kernels import (
-    DEFERRED,
-    DROPPED,
-    STARTED,
-    bandwidth_load,
-    finish_tasks,
-    serve_stage,
-)
+from sim.kernels import PHASE_DONE, PHASE_FIRST, apply_decisions, finish_tasks, serve_epoch
 from sim.observation import Actions, Observation
 from sim.seeds import SeedTree
 from sim.world import World
@@ -44,7 +36,6 @@ RECORD_COLUMNS = (
     "compute_start", "wait_compute", "compute_time", "completion", "latency", "energy",
     "edge_energy", "cost", "status", "deadline_met", "in_flight",
 )
-_PHASE_FIRST, _PHASE_EDGE, _PHASE_DONE = 0, 1, 2
 
 
 @dataclass
@@ -108,9 +99,8 @@ class Engine:
         self.world = World(scenario, seeds)
         self.epoch = float(sc.engine.epoch)
         self.horizon = float(sc.engine.horizon)
-        steps = sc.mobility.step / self.epoch
-        self.epochs_per_step = max(1, round(steps))
-        n, m = self.world.n_vehicles, self.world.n_servers
+        self.epochs_per_step = sc.epochs_per_mobility_step
+        n = self.world.n_vehicles
         self.local = QueueState.make(np.ones(n, dtype=np.int64))
         self.uplink = QueueState.make(np.ones(n, dtype=np.int64))
         self.edge = QueueState.make(self.world.server_cores)
@@ -128,6 +118,7 @@ class Engine:
         self._sigma_ij = c.semantic_efficiency
         self._w1 = sc.cost.latency_weight
         self._drop = sc.tasks.drop_expired
+        self._no_fading = np.empty((0, 0))
 
     # ------------------------------------------------------------------ driving
     def run(self) -> EngineResult:
@@ -175,11 +166,11 @@ class Engine:
             vehicle_power_max=w.vehicle_power_max,
             vehicle_local_free=self.local.free[:, 0].copy(),
             vehicle_uplink_free=self.uplink.free[:, 0].copy(),
-            vehicle_nearest=w.nearest, vehicle_candidates=w.candidates,
+            vehicle_nearest=w.nearest,
             server_position=w.server_position, server_cpu=w.server_cpu,
             server_cores=w.server_cores, server_bandwidth=w.server_bandwidth,
             server_core_free=self.edge.free.copy(), server_cell_size=w.cell_size,
-            gain=w.gain, interference=w.interference, noise=sc.channel.noise,
+            channel=w.channel, noise=sc.channel.noise,
             noise_is_density=sc.channel.noise_kind == "density",
             semantic_efficiency=self._sigma_ij,
             local_accuracy=sc.vehicles.semantic_accuracy,
@@ -220,114 +211,60 @@ class Engine:
         """Turn decisions into per-task service times, rates and energies (rows in flight)."""
         k = tasks["task_id"].shape[0]
         server, share, power = self._check(actions, k)
-        w, v = self.world, tasks["vehicle"]
-        off = server >= 0
-        nan = np.full(k, np.nan)
-        pmax = w.vehicle_power_max[v]
-        over = off & (power > pmax)
-        self.violations.power += int(over.sum())
-        power = np.where(off, np.minimum(power, pmax), np.nan)
-        share = np.where(off, share, np.nan)
-        cycles = tasks["cycles"]
-        # 19d / 19e: work offered in the epoch against what the CPUs can do in it
-        loc_cycles = np.bincount(v[~off], weights=cycles[~off], minlength=w.n_vehicles)
-        self.violations.local_capacity += int(
-            (loc_cycles * self.sc.vehicles.semantic_accuracy > w.vehicle_cpu * self.epoch
-             ).sum())
-        if off.any():
-            srv = server[off]
-            edge_cycles = np.bincount(srv, weights=cycles[off], minlength=w.n_servers)
-            self.violations.edge_capacity += int(
-                (edge_cycles * self.sc.servers.semantic_accuracy
-                 > w.server_cpu * w.server_cores * self.epoch).sum())
-            load = bandwidth_load(v, np.where(off, server, -1), np.nan_to_num(share),
-                                  w.n_servers)
-            over_bw = load > 1.0 + 1e-9
-            self.violations.bandwidth += int(over_bw.sum())
-            if over_bw.any():
-                scale = np.where(over_bw, 1.0 / np.maximum(load, 1e-300), 1.0)
-                share = np.where(off, share * scale[np.maximum(server, 0)], np.nan)
-            sv = v[off]
-            bw = share[off] * w.server_bandwidth[srv]
-            noise = self.sc.channel.noise * bw if self.sc.channel.noise_kind == "density" \
-                else self.sc.channel.noise
-            rate = nan.copy()
-            rate[off] = shannon_rate(bw, power[off] * w.gain[sv, srv],
-                                     w.interference[srv] + noise)
-            bits = tasks["size_bits"] * self._sigma_ij
-            tx_time = np.where(off, bits / rate, np.nan)
-            tx_time[off & (bits == 0)] = 0.0
-        else:
-            rate = nan.copy()
-            tx_time = nan.copy()
-        srv0 = np.maximum(server, 0)
-        compute_time = np.where(off, cycles * self._edge_factor[srv0],
-                                cycles * self._local_factor[v])
+        w, sc = self.world, self.sc
+        (share, power, rate, tx_time, compute_time, n_power, n_bw, n_loc,
+         n_edge) = apply_decisions(
+            tasks["vehicle"], tasks["size_bits"], tasks["cycles"], server, share, power,
+            w.vehicle_power_max, w.positions, w.server_position, self._fading_or_empty(),
+            sc.channel.reference_gain, sc.channel.reference_distance,
+            sc.channel.path_loss_exponent, sc.channel.min_distance,
+            w.channel.interference, w.server_bandwidth,
+            sc.channel.noise, sc.channel.noise_kind == "density", self._sigma_ij,
+            self._local_factor, self._edge_factor, sc.vehicles.semantic_accuracy,
+            sc.servers.semantic_accuracy, w.vehicle_cpu, w.server_cpu, w.server_cores,
+            self.epoch)
+        vi = self.violations
+        vi.power += n_power
+        vi.bandwidth += n_bw
+        vi.local_capacity += n_loc
+        vi.edge_capacity += n_edge
         rows = dict(tasks)
         rows.update(
-            offload=off, server=server.astype(np.int32), share=share, power=power, rate=rate,
-            tx_start=nan.copy(), tx_time=tx_time, compute_start=nan.copy(),
-            compute_time=compute_time, status=np.zeros(k, dtype=np.int8),
-            phase=np.full(k, _PHASE_FIRST, dtype=np.int8), drop_time=nan.copy(),
+            offload=server >= 0, server=server.astype(np.int32), share=share, power=power,
+            rate=rate, tx_start=np.full(k, np.nan), tx_time=tx_time,
+            compute_start=np.full(k, np.nan), compute_time=compute_time,
+            status=np.zeros(k, dtype=np.int8), phase=np.full(k, PHASE_FIRST, dtype=np.int8),
+            drop_time=np.full(k, np.nan), key=-tasks["priority"],
         )
         return rows
 
-    # ------------------------------------------------------------------ queues
-    def _stage(self, rows, mask, queue, arrival, state: QueueState, fifo: bool,
-               t_known: float):
-        idx = np.flatnonzero(mask)
-        if idx.size == 0:
-            return idx, np.empty(0), np.empty(0, dtype=np.int8)
-        start, status = serve_stage(
-            queue[idx], arrival[idx], self._service[idx], -rows["priority"][idx],
-            rows["deadline"][idx], state.free, state.cores, state.last, state.busy,
-            t_known, fifo, self._drop, self.horizon)
-        return idx, start, status
+    def _fading_or_empty(self) -> np.ndarray:
+        f = self.world.fading
+        return f if f is not None else self._no_fading
 
+    # ------------------------------------------------------------------ queues
     def _serve(self, t_known: float) -> None:
         rows = self.inflight
         if not rows or rows["task_id"].shape[0] == 0:
             return
-        phase, off = rows["phase"], rows["offload"]
-        veh = rows["vehicle"].astype(np.int64)
-        self._service = rows["compute_time"]
-        v = self.sc.vehicles
-        # local CPUs
-        idx, start, st = self._stage(rows, (phase == _PHASE_FIRST) & ~off, veh,
-                                     rows["arrival"], self.local, v.queue == "fifo", t_known)
-        self._settle(rows, idx, start, st, "compute_start", _PHASE_DONE)
-        # uplinks
-        self._service = rows["tx_time"]
-        idx, start, st = self._stage(rows, (phase == _PHASE_FIRST) & off, veh,
-                                     rows["arrival"], self.uplink, v.uplink_queue == "fifo",
-                                     t_known)
-        self._settle(rows, idx, start, st, "tx_start", _PHASE_EDGE)
-        # edge CPUs
-        self._service = rows["compute_time"]
-        edge_arrival = rows["tx_start"] + rows["tx_time"]
-        idx, start, st = self._stage(rows, phase == _PHASE_EDGE,
-                                     rows["server"].astype(np.int64), edge_arrival,
-                                     self.edge, self.sc.servers.queue == "fifo", t_known)
-        self._settle(rows, idx, start, st, "compute_start", _PHASE_DONE)
-        done = phase == _PHASE_DONE
-        n_done = int(np.count_nonzero(done))
-        if n_done == done.shape[0]:
+        v, srv = self.sc.vehicles, self.sc.servers
+        lo, up, ed = self.local, self.uplink, self.edge
+        n_done = serve_epoch(
+            rows["vehicle"], rows["server"], rows["offload"], rows["arrival"],
+            rows["deadline"], rows["key"], rows["tx_time"], rows["compute_time"],
+            rows["tx_start"], rows["compute_start"], rows["phase"], rows["status"],
+            rows["drop_time"],
+            lo.free, lo.cores, lo.last, lo.busy, v.queue == "fifo",
+            up.free, up.cores, up.last, up.busy, v.uplink_queue == "fifo",
+            ed.free, ed.cores, ed.last, ed.busy, srv.queue == "fifo",
+            t_known, self._drop, self.horizon)
+        if n_done == rows["phase"].shape[0]:
             self.sink.add(self._finish(rows))
             self.inflight = {}
         elif n_done:
+            done = rows["phase"] == PHASE_DONE
             self.sink.add(self._finish(_take(rows, done)))
             self.inflight = _take(rows, ~done)
-
-    @staticmethod
-    def _settle(rows, idx, start, status, column, next_phase) -> None:
-        ok = status == STARTED
-        rows[column][idx[ok]] = start[ok]
-        rows["phase"][idx[ok]] = next_phase
-        dropped = idx[status == DROPPED]
-        rows["status"][dropped] = 1
-        rows["drop_time"][dropped] = start[status == DROPPED]
-        rows["phase"][dropped] = _PHASE_DONE
-        assert not np.any(status[~ok & (status != DROPPED)] != DEFERRED)
 
     def _finish(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Derived columns of finished tasks, in the order of RECORD_COLUMNS."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from sim.channel import pair_gain
+
 STARTED = np.int8(0)
 DROPPED = np.int8(1)
 DEFERRED = np.int8(2)
@@ -262,3 +264,176 @@ def finish_tasks(offload, status, vehicle, server, arrival, deadline, cycles, po
         in_flight[i] = end > horizon
     return (wait_uplink, wait_compute, completion, latency, energy, edge_energy, cost, met,
             in_flight)
+
+
+PHASE_FIRST = np.int8(0)  # waiting for the local CPU or the uplink
+PHASE_EDGE = np.int8(1)  # transmitted, waiting for the edge CPU
+PHASE_DONE = np.int8(2)  # completed or dropped
+
+
+@njit(cache=True)
+def _gather(idx, a):
+    out = np.empty(idx.shape[0], dtype=a.dtype)
+    for j in range(idx.shape[0]):
+        out[j] = a[idx[j]]
+    return out
+
+
+@njit(cache=True)
+def _run_stage(idx, queue, arrival, service, key, deadline, free, cores, last, busy,
+               t_known, fifo, drop, horizon, start_col, next_phase, phase, status,
+               drop_time):
+    start, st = serve_stage(_gather(idx, queue), _gather(idx, arrival),
+                            _gather(idx, service), _gather(idx, key),
+                            _gather(idx, deadline), free, cores, last, busy, t_known, fifo,
+                            drop, horizon)
+    for j in range(idx.shape[0]):
+        i = idx[j]
+        if st[j] == STARTED:
+            start_col[i] = start[j]
+            phase[i] = next_phase
+        elif st[j] == DROPPED:
+            status[i] = 1
+            drop_time[i] = start[j]
+            phase[i] = PHASE_DONE
+
+
+@njit(cache=True)
+def serve_epoch(vehicle, server, offload, arrival, deadline, key, tx_time, compute_time,
+                tx_start, compute_start, phase, status, drop_time,
+                l_free, l_cores, l_last, l_busy, l_fifo,
+                u_free, u_cores, u_last, u_busy, u_fifo,
+                e_free, e_cores, e_last, e_busy, e_fifo,
+                t_known, drop, horizon):
+    """Push the tasks in flight through local CPUs, uplinks and edge CPUs (in place).
+
+    Per task: ``phase`` moves from PHASE_FIRST to PHASE_EDGE (offloaded, transmitted) and
+    PHASE_DONE; ``tx_start``, ``compute_start``, ``status`` (1 = dropped) and ``drop_time``
+    are filled as decisions become final (see :func:`serve_stage`). Returns the number of
+    tasks in PHASE_DONE.
+    """
+    n = phase.shape[0]
+    n_local = 0
+    n_up = 0
+    for i in range(n):
+        if phase[i] == PHASE_FIRST:
+            if offload[i]:
+                n_up += 1
+            else:
+                n_local += 1
+    loc = np.empty(n_local, dtype=np.int64)
+    up = np.empty(n_up, dtype=np.int64)
+    a = 0
+    b = 0
+    for i in range(n):
+        if phase[i] == PHASE_FIRST:
+            if offload[i]:
+                up[b] = i
+                b += 1
+            else:
+                loc[a] = i
+                a += 1
+    if n_local:
+        _run_stage(loc, vehicle, arrival, compute_time, key, deadline, l_free, l_cores,
+                   l_last, l_busy, t_known, l_fifo, drop, horizon, compute_start,
+                   PHASE_DONE, phase, status, drop_time)
+    if n_up:
+        _run_stage(up, vehicle, arrival, tx_time, key, deadline, u_free, u_cores, u_last,
+                   u_busy, t_known, u_fifo, drop, horizon, tx_start, PHASE_EDGE, phase,
+                   status, drop_time)
+    n_edge = 0
+    for i in range(n):
+        if phase[i] == PHASE_EDGE:
+            n_edge += 1
+    if n_edge:
+        edge = np.empty(n_edge, dtype=np.int64)
+        edge_arrival = np.empty(n)
+        a = 0
+        for i in range(n):
+            if phase[i] == PHASE_EDGE:
+                edge[a] = i
+                a += 1
+                edge_arrival[i] = tx_start[i] + tx_time[i]
+        _run_stage(edge, server, edge_arrival, compute_time, key, deadline, e_free, e_cores,
+                   e_last, e_busy, t_known, e_fifo, drop, horizon, compute_start,
+                   PHASE_DONE, phase, status, drop_time)
+    done = 0
+    for i in range(n):
+        if phase[i] == PHASE_DONE:
+            done += 1
+    return done
+
+
+@njit(cache=True)
+def apply_decisions(vehicle, size_bits, cycles, server, share, power, power_max,
+                    vehicle_position, server_position, fading, reference_gain,
+                    reference_distance, exponent, min_distance, interference, bandwidth,
+                    noise, noise_is_density, sigma_ij, local_factor, edge_factor,
+                    local_accuracy, edge_accuracy, vehicle_cpu, server_cpu, server_cores,
+                    epoch):
+    """Turn one epoch's decisions into rates, service times and violation counts.
+
+    Gains come from the positions (eq. [3]) times the fading block (empty: no fading).
+    Per task: the power is clipped to P_max (19g counted), bandwidth shares held at a server
+    are scaled to sum to at most one (19k counted per server), and the rate of eq. [10],
+    transmission time D sigma_ij / R and computation time s_c sigma / C follow. Also counts
+    vehicles (19d) and servers (19e) offered more cycles in the epoch than they can run.
+    Tasks must be sorted by vehicle. Returns (share, power, rate, tx_time, compute_time,
+    n_power, n_bandwidth, n_local_capacity, n_edge_capacity).
+    """
+    k = vehicle.shape[0]
+    n_v = vehicle_cpu.shape[0]
+    n_s = server_cpu.shape[0]
+    out_share = np.full(k, np.nan)
+    out_power = np.full(k, np.nan)
+    rate = np.full(k, np.nan)
+    tx_time = np.full(k, np.nan)
+    compute_time = np.empty(k)
+    n_power = 0
+    loc_cycles = np.zeros(n_v)
+    edge_cycles = np.zeros(n_s)
+    offloaded = np.where(server >= 0, server, -1)
+    load = bandwidth_load(vehicle, offloaded, np.where(server >= 0, share, 0.0), n_s)
+    n_bw = 0
+    scale = np.ones(n_s)
+    for s in range(n_s):
+        if load[s] > 1.0 + 1e-9:
+            n_bw += 1
+            scale[s] = 1.0 / load[s]
+    for i in range(k):
+        v = vehicle[i]
+        s = server[i]
+        if s < 0:
+            compute_time[i] = cycles[i] * local_factor[v]
+            loc_cycles[v] += cycles[i]
+            continue
+        compute_time[i] = cycles[i] * edge_factor[s]
+        edge_cycles[s] += cycles[i]
+        p = power[i]
+        if p > power_max[v]:
+            n_power += 1
+            p = power_max[v]
+        x = share[i] * scale[s]
+        out_share[i] = x
+        out_power[i] = p
+        bw = x * bandwidth[s]
+        n0 = noise * bw if noise_is_density else noise
+        g = pair_gain(vehicle_position[v, 0], vehicle_position[v, 1], server_position[s, 0],
+                      server_position[s, 1], reference_gain, reference_distance, exponent,
+                      min_distance)
+        if fading.shape[0]:
+            g *= fading[v, s]
+        r = bw * np.log2(1.0 + p * g / (interference[s] + n0))
+        rate[i] = r
+        bits = size_bits[i] * sigma_ij
+        tx_time[i] = bits / r if bits > 0 else 0.0
+    n_loc_cap = 0
+    for v in range(n_v):
+        if loc_cycles[v] * local_accuracy > vehicle_cpu[v] * epoch:
+            n_loc_cap += 1
+    n_edge_cap = 0
+    for s in range(n_s):
+        if edge_cycles[s] * edge_accuracy > server_cpu[s] * server_cores[s] * epoch:
+            n_edge_cap += 1
+    return (out_share, out_power, rate, tx_time, compute_time, n_power, n_bw, n_loc_cap,
+            n_edge_cap)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.channel import ChannelState, shannon_rate
+
 
 @dataclass
 class Observation:
@@ -29,7 +31,6 @@ class Observation:
     vehicle_local_free: np.ndarray  # (N,) [s] time the local CPU finishes its started work
     vehicle_uplink_free: np.ndarray  # (N,) [s] time the transmitter finishes its started work
     vehicle_nearest: np.ndarray  # (N,) int64 nearest server (the serving cell)
-    vehicle_candidates: np.ndarray  # (N, k) int64 the k nearest servers, nearest first
     # servers
     server_position: np.ndarray  # (M, 2) [m]
     server_cpu: np.ndarray  # (M,) per core [cycles/s]
@@ -38,9 +39,8 @@ class Observation:
     server_core_free: np.ndarray  # (M, C) [s] free-at time of each core (cores beyond
     #                               server_cores[j] are unused)
     server_cell_size: np.ndarray  # (M,) int64 vehicles whose nearest server this is
-    # channel at t
-    gain: np.ndarray  # (N, M) channel power gain h_ij incl. fading
-    interference: np.ndarray  # (M,) [W] mean co-channel interference at each server
+    # channel at t: gain, candidates and interference are computed when first read
+    channel: ChannelState
     noise: float  # [W] total, or [W/Hz] when noise_is_density
     noise_is_density: bool
     semantic_efficiency: float  # sigma_ij
@@ -62,6 +62,21 @@ class Observation:
         return int(self.server_position.shape[0])
 
     @property
+    def gain(self) -> np.ndarray:
+        """(N, M) channel power gain h_ij, fading included."""
+        return self.channel.gain
+
+    @property
+    def interference(self) -> np.ndarray:
+        """(M,) mean co-channel interference at each server [W]."""
+        return self.channel.interference
+
+    @property
+    def vehicle_candidates(self) -> np.ndarray:
+        """(N, k) int64: the k nearest servers of each vehicle, nearest first."""
+        return self.channel.candidates
+
+    @property
     def vehicle_local_backlog(self) -> np.ndarray:
         """Work [s] already committed to each local CPU at the epoch start."""
         return np.maximum(self.vehicle_local_free - self.t, 0.0)
@@ -74,7 +89,7 @@ class Observation:
     @property
     def server_backlog(self) -> np.ndarray:
         """Mean committed work per core [s] of each edge server at the epoch start."""
-        m, c = self.server_core_free.shape
+        c = self.server_core_free.shape[1]
         used = np.arange(c)[None, :] < self.server_cores[:, None]
         left = np.where(used, np.maximum(self.server_core_free - self.t, 0.0), 0.0)
         return left.sum(axis=1) / self.server_cores
@@ -82,8 +97,6 @@ class Observation:
     def rate(self, vehicle: np.ndarray, server: np.ndarray, share: np.ndarray,
              power: np.ndarray) -> np.ndarray:
         """Uplink rate [bit/s] of eq. [10] for the given pairs, shares of B_max and powers."""
-        from sim.channel import shannon_rate
-
         bw = share * self.server_bandwidth[server]
         noise = self.noise * bw if self.noise_is_density else self.noise
         return shannon_rate(bw, power * self.gain[vehicle, server],

@@ -66,7 +66,7 @@ def simulate_reference(scenario, table, seeds: SeedTree | None = None) -> dict[i
     world = World(sc, seeds)
     ch, veh, srv_cfg = sc.channel, sc.vehicles, sc.servers
     epoch, horizon = sc.engine.epoch, sc.engine.horizon
-    per_step = max(1, round(sc.mobility.step / epoch))
+    per_step = sc.epochs_per_mobility_step
     env = simpy.Environment()
     local_cpu = [simpy.PriorityResource(env, capacity=1) for _ in range(world.n_vehicles)]
     uplink = [simpy.PriorityResource(env, capacity=1) for _ in range(world.n_vehicles)]

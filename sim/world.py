@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.channel import fading_power, gain_matrix, interference
+from sim.channel import ChannelState, fading_power
 from sim.mobility import make_mobility
 from sim.placement import place_servers, server_attributes
 from sim.seeds import SeedTree
@@ -52,29 +52,20 @@ class World:
         self.update_channel()
 
     def update_channel(self) -> None:
-        """Path gain, fading, association and interference for the current positions."""
+        """Fading draws and the channel state for the current positions."""
         ch = self.scenario.channel
-        path, dist2 = gain_matrix(self.positions, self.server_position, ch)
-        self.path_gain = path
         if ch.fading.model != "none":
             self.fading = fading_power(self._fading_rng, ch.fading.model, ch.fading.rician_k,
-                                       path.shape)
-            self.gain = path * self.fading
+                                       (self.n_vehicles, self.n_servers))
         else:
             self.fading = None
-            self.gain = path
-        k = self.k_candidates
-        if k == self.n_servers:
-            cand = np.argsort(dist2, axis=1, kind="stable")
-        else:
-            part = np.argpartition(dist2, k - 1, axis=1)[:, :k]
-            d = np.take_along_axis(dist2, part, axis=1)
-            cand = np.take_along_axis(part, np.argsort(d, axis=1, kind="stable"), axis=1)
-        self.candidates = cand.astype(np.int64)
-        self.nearest = self.candidates[:, 0].copy()
-        self.cell_size = np.bincount(self.nearest, minlength=self.n_servers).astype(np.int64)
-        if ch.interference.enabled:
-            self.interference = interference(self.gain, self.nearest, self.vehicle_power_max,
-                                             ch.interference.activity)
-        else:
-            self.interference = np.zeros(self.n_servers)
+        self.channel = ChannelState(self.positions, self.server_position, ch,
+                                    self.vehicle_power_max, self.fading, self.k_candidates)
+
+    @property
+    def nearest(self) -> np.ndarray:
+        return self.channel.nearest
+
+    @property
+    def cell_size(self) -> np.ndarray:
+        return self.channel.cell_size

@@ -81,7 +81,7 @@ def check(samples: np.ndarray, theory: float) -> None:
 @pytest.mark.parametrize("rho,vehicles,horizon", [(0.5, 40, 200.0), (0.8, 100, 250.0),
                                                   (0.9, 100, 600.0)])
 def test_mm1_waiting_time(rho, vehicles, horizon):
-    waits, n = local_queues(rho, {"kind": "exponential", "mean": 1e6}, vehicles, horizon,
+    waits, _n = local_queues(rho, {"kind": "exponential", "mean": 1e6}, vehicles, horizon,
                             20.0, seed=11)
     check(waits, rho / (MU - rho * MU))
 
@@ -118,7 +118,8 @@ def test_mmc_waiting_time_erlang_c(cores, rho):
 
 def test_littles_law():
     """Time-average number in system equals arrival rate times mean sojourn (one path)."""
-    sc = scenario(engine={"horizon": 400.0, "epoch": 0.5}, mobility={"model": "static"},
+    sc = scenario(engine={"horizon": 400.0, "epoch": 0.5},
+                  mobility={"model": "static", "step": 0.5},
                   vehicles={"count": 4}, servers={"count": 1, "cores": 2, "cpu": "2 GHz"},
                   tasks={"arrival_rate": "300 /s", "deadline": "1 h"}, policy="nearest")
     table, _ = run_table(sc)
