@@ -109,7 +109,7 @@ def test_epoch_splitting_never_changes_times(seed, n, cores, fifo, drop, epoch):
 def test_fifo_single_server_is_lindley():
     a = np.array([0.0, 0.5, 0.6, 5.0])
     s = np.array([1.0, 1.0, 1.0, 0.1])
-    start, dropped, busy = kernel_in_epochs(np.zeros(4, np.int64), a, s, np.zeros(4),
+    start, _dropped, busy = kernel_in_epochs(np.zeros(4, np.int64), a, s, np.zeros(4),
                                             np.full(4, np.inf), [1], True, False, 1e9)
     np.testing.assert_array_equal(start, [0.0, 1.0, 2.0, 5.0])
     assert busy[0] == pytest.approx(3.1)
