@@ -79,10 +79,6 @@ class EngineResult:
         return {**self.violations.as_dict(), **self.utilisation, "n_epochs": self.n_epochs}
 
 
-def _take(rows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[mask] for k, v in rows.items()}
-
-
 def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if not a or a["task_id"].shape[0] == 0:
         return b
@@ -258,39 +254,30 @@ class Engine:
             up.free, up.cores, up.last, up.busy, v.uplink_queue == "fifo",
             ed.free, ed.cores, ed.last, ed.busy, srv.queue == "fifo",
             t_known, self._drop, self.horizon)
-        if n_done == rows["phase"].shape[0]:
-            self.sink.add(self._finish(rows))
+        if n_done == 0:
+            return
+        done = rows["phase"] == PHASE_DONE
+        self.sink.add(self._finish(rows, np.flatnonzero(done)))
+        if n_done == done.shape[0]:
             self.inflight = {}
-        elif n_done:
-            done = rows["phase"] == PHASE_DONE
-            self.sink.add(self._finish(_take(rows, done)))
-            self.inflight = _take(rows, ~done)
+        else:
+            keep = np.flatnonzero(~done)
+            self.inflight = {k: v[keep] for k, v in rows.items()}
 
-    def _finish(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Derived columns of finished tasks, in the order of RECORD_COLUMNS."""
-        (wait_uplink, wait_compute, completion, latency, energy, edge_energy, cost, met,
-         in_flight) = finish_tasks(
-            rows["offload"], rows["status"], rows["vehicle"], rows["server"],
-            rows["arrival"], rows["deadline"], rows["cycles"], rows["power"],
+    def _finish(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Task-table rows (RECORD_COLUMNS) of the finished tasks ``idx`` of ``rows``."""
+        cols = finish_tasks(
+            idx, rows["task_id"], rows["offload"], rows["status"], rows["vehicle"],
+            rows["server"], rows["arrival"], rows["size_bits"], rows["deadline"],
+            rows["priority"], rows["cycles"], rows["share"], rows["power"], rows["rate"],
             rows["tx_start"], rows["tx_time"], rows["compute_start"], rows["compute_time"],
             rows["drop_time"], self._local_energy, self._edge_energy, self._w1,
             self.sc.cost.include_edge_energy, self.horizon)
+        out = dict(zip(RECORD_COLUMNS, cols, strict=True))
         budget = self.sc.vehicles.energy_budget
         if budget is not None:
-            self.violations.energy_budget += int((energy > budget).sum())
-        return {
-            "task_id": rows["task_id"], "vehicle": rows["vehicle"].astype(np.int32),
-            "arrival": rows["arrival"], "size_bits": rows["size_bits"],
-            "cycles": rows["cycles"], "deadline": rows["deadline"],
-            "priority": rows["priority"], "offload": rows["offload"],
-            "server": rows["server"], "share": rows["share"], "power": rows["power"],
-            "rate": rows["rate"], "tx_start": rows["tx_start"], "tx_time": rows["tx_time"],
-            "wait_uplink": wait_uplink, "compute_start": rows["compute_start"],
-            "wait_compute": wait_compute, "compute_time": rows["compute_time"],
-            "completion": completion, "latency": latency, "energy": energy,
-            "edge_energy": edge_energy, "cost": cost, "status": rows["status"],
-            "deadline_met": met, "in_flight": in_flight,
-        }
+            self.violations.energy_budget += int((out["energy"] > budget).sum())
+        return out
 
     def _utilisation(self) -> dict[str, float]:
         h = self.horizon

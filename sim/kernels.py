@@ -72,6 +72,14 @@ def _pop(heap, size, key, arrival):
 
 
 @njit(cache=True)
+def _gather(idx, a):
+    out = np.empty(idx.shape[0], dtype=a.dtype)
+    for j in range(idx.shape[0]):
+        out[j] = a[idx[j]]
+    return out
+
+
+@njit(cache=True)
 def _group_by_queue(queue, arrival, n_queues):
     """Indices grouped by queue, each group sorted by arrival (stable), and group offsets."""
     n = queue.shape[0]
@@ -86,14 +94,26 @@ def _group_by_queue(queue, arrival, n_queues):
         offsets[q + 1] += offsets[q]
     if grouped_already:
         return np.arange(n), offsets
-    order = np.argsort(arrival, kind="mergesort")
+    # stable counting sort by queue, then a stable sort of each group by arrival
     fill = offsets[:-1].copy()
     grouped = np.empty(n, dtype=np.int64)
-    for j in range(n):
-        i = order[j]
+    for i in range(n):
         q = queue[i]
         grouped[fill[q]] = i
         fill[q] += 1
+    for q in range(n_queues):
+        lo = offsets[q]
+        hi = offsets[q + 1]
+        ordered = True
+        for j in range(lo + 1, hi):
+            if arrival[grouped[j]] < arrival[grouped[j - 1]]:
+                ordered = False
+                break
+        if not ordered:
+            members = grouped[lo:hi].copy()
+            order = np.argsort(_gather(members, arrival), kind="mergesort")
+            for j in range(hi - lo):
+                grouped[lo + j] = members[order[j]]
     return grouped, offsets
 
 
@@ -217,18 +237,37 @@ def bandwidth_load(vehicle, server, share, n_servers):
 
 
 @njit(cache=True)
-def finish_tasks(offload, status, vehicle, server, arrival, deadline, cycles, power,
-                 tx_start, tx_time, compute_start, compute_time, drop_time,
-                 local_energy_per_cycle, edge_energy_per_cycle, latency_weight,
-                 include_edge_energy, horizon):
-    """Derived per-task columns of finished tasks, in one pass.
+def finish_tasks(idx, task_id, offload, status, vehicle, server, arrival, size_bits, deadline,
+                 priority, cycles, share, power, rate, tx_start, tx_time, compute_start,
+                 compute_time, drop_time, local_energy_per_cycle, edge_energy_per_cycle,
+                 latency_weight, include_edge_energy, horizon):
+    """The task-table rows of the finished tasks ``idx``, in one pass.
 
-    Returns wait_uplink, wait_compute, completion, latency, energy (vehicle side: eq. [15]
-    or [16]), edge_energy, cost (w1 L + (1 - w1) E of eq. [18]; a dropped task costs the
-    time until its drop and the energy spent until then), deadline_met and in_flight.
+    Returns the columns of :data:`sim.engine.RECORD_COLUMNS`, in that order: the inputs
+    taken at ``idx`` and the derived wait_uplink, wait_compute, completion, latency, energy
+    (vehicle side: eq. [15] or [16]), edge_energy, cost (w1 L + (1 - w1) E of eq. [18]; a
+    dropped task costs the time until its drop and the energy spent until then),
+    deadline_met and in_flight.
     """
-    n = offload.shape[0]
+    n = idx.shape[0]
     nan = np.nan
+    o_id = np.empty(n, dtype=np.int64)
+    o_vehicle = np.empty(n, dtype=np.int32)
+    o_arrival = np.empty(n)
+    o_size = np.empty(n)
+    o_cycles = np.empty(n)
+    o_deadline = np.empty(n)
+    o_priority = np.empty(n)
+    o_offload = np.empty(n, dtype=np.bool_)
+    o_server = np.empty(n, dtype=np.int32)
+    o_share = np.empty(n)
+    o_power = np.empty(n)
+    o_rate = np.empty(n)
+    o_tx_start = np.empty(n)
+    o_tx_time = np.empty(n)
+    o_compute_start = np.empty(n)
+    o_compute_time = np.empty(n)
+    o_status = np.empty(n, dtype=np.int8)
     wait_uplink = np.full(n, nan)
     wait_compute = np.full(n, nan)
     completion = np.full(n, nan)
@@ -239,44 +278,56 @@ def finish_tasks(offload, status, vehicle, server, arrival, deadline, cycles, po
     met = np.zeros(n, dtype=np.bool_)
     in_flight = np.zeros(n, dtype=np.bool_)
     w1 = latency_weight
-    for i in range(n):
+    for j in range(n):
+        i = idx[j]
         a = arrival[i]
+        o_id[j] = task_id[i]
+        o_vehicle[j] = vehicle[i]
+        o_arrival[j] = a
+        o_size[j] = size_bits[i]
+        o_cycles[j] = cycles[i]
+        o_deadline[j] = deadline[i]
+        o_priority[j] = priority[i]
+        o_offload[j] = offload[i]
+        o_server[j] = server[i]
+        o_share[j] = share[i]
+        o_power[j] = power[i]
+        o_rate[j] = rate[i]
+        o_tx_start[j] = tx_start[i]
+        o_tx_time[j] = tx_time[i]
+        o_compute_start[j] = compute_start[i]
+        o_compute_time[j] = compute_time[i]
+        o_status[j] = status[i]
         computed = not np.isnan(compute_start[i])
         if offload[i]:
             if not np.isnan(tx_start[i]):
-                wait_uplink[i] = tx_start[i] - a
-                energy[i] = power[i] * tx_time[i]
+                wait_uplink[j] = tx_start[i] - a
+                energy[j] = power[i] * tx_time[i]
                 if computed:
-                    wait_compute[i] = compute_start[i] - (tx_start[i] + tx_time[i])
-                    edge_energy[i] = cycles[i] * edge_energy_per_cycle[server[i]]
+                    wait_compute[j] = compute_start[i] - (tx_start[i] + tx_time[i])
+                    edge_energy[j] = cycles[i] * edge_energy_per_cycle[server[i]]
         elif computed:
-            wait_compute[i] = compute_start[i] - a
-            energy[i] = cycles[i] * local_energy_per_cycle[vehicle[i]]
+            wait_compute[j] = compute_start[i] - a
+            energy[j] = cycles[i] * local_energy_per_cycle[vehicle[i]]
         if status[i] == 1:
             end = drop_time[i]
         else:
             end = compute_start[i] + compute_time[i]
-            completion[i] = end
-            latency[i] = end - a
-            met[i] = end <= deadline[i]
-        e = energy[i] + edge_energy[i] if include_edge_energy else energy[i]
-        cost[i] = w1 * (end - a) + (1.0 - w1) * e
-        in_flight[i] = end > horizon
-    return (wait_uplink, wait_compute, completion, latency, energy, edge_energy, cost, met,
-            in_flight)
+            completion[j] = end
+            latency[j] = end - a
+            met[j] = end <= deadline[i]
+        e = energy[j] + edge_energy[j] if include_edge_energy else energy[j]
+        cost[j] = w1 * (end - a) + (1.0 - w1) * e
+        in_flight[j] = end > horizon
+    return (o_id, o_vehicle, o_arrival, o_size, o_cycles, o_deadline, o_priority, o_offload,
+            o_server, o_share, o_power, o_rate, o_tx_start, o_tx_time, wait_uplink,
+            o_compute_start, wait_compute, o_compute_time, completion, latency, energy,
+            edge_energy, cost, o_status, met, in_flight)
 
 
 PHASE_FIRST = np.int8(0)  # waiting for the local CPU or the uplink
 PHASE_EDGE = np.int8(1)  # transmitted, waiting for the edge CPU
 PHASE_DONE = np.int8(2)  # completed or dropped
-
-
-@njit(cache=True)
-def _gather(idx, a):
-    out = np.empty(idx.shape[0], dtype=a.dtype)
-    for j in range(idx.shape[0]):
-        out[j] = a[idx[j]]
-    return out
 
 
 @njit(cache=True)
