@@ -1,9 +1,11 @@
 """Heuristic policies: local, nearest, fixed, random and greedy.
 
-Unless a policy says otherwise, an offloading vehicle uses its full power P_max and an equal
-share of its server's band: 1 / (vehicles in that server's cell), the cell being the set of
-vehicles whose nearest server it is (a vehicle offloading outside its cell counts as one
-more). These never oversubscribe a band when vehicles offload to their nearest server.
+Bandwidth: each server's band is split equally among the vehicles of its cell (the vehicles
+whose nearest server it is), so a vehicle offloading to its serving server uses
+1 / (cell size) of B_max and the band is never oversubscribed. A policy that sends a task
+to another server (``random``, ``fixed``) asks for one more equal share there; when the
+shares held at a server in an epoch sum above one, the engine scales them down and counts a
+(19k) violation. Unless a policy says otherwise it transmits at P_max.
 """
 
 from __future__ import annotations
@@ -99,11 +101,11 @@ class Random(Policy):
 
 def estimated_costs(obs: Observation, include_backlog: bool = True
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Estimated cost of running each task locally (K,) and at each candidate (K, k).
+    """Estimated cost of running each task locally and at its serving server, (K,) each.
 
     Latency is the committed backlog at the epoch start (if ``include_backlog``) plus the
     transmission and computation times of eqs. [12], [13]; energy follows [15], [16]; cost
-    is w1 L + (1 - w1) E of eq. [18]. Candidates are ``obs.vehicle_candidates``.
+    is w1 L + (1 - w1) E of eq. [18]. Offloading uses the equal cell share and P_max.
     """
     v = obs.task_vehicle
     w1 = obs.latency_weight
@@ -114,17 +116,13 @@ def estimated_costs(obs: Observation, include_backlog: bool = True
         lat_loc = lat_loc + obs.vehicle_local_backlog[v]
     e_loc = obs.energy_coefficient * cpu**2 * cyc * obs.local_accuracy
     local = w1 * lat_loc + (1 - w1) * e_loc
-    cand = obs.vehicle_candidates[v]  # (K, k)
-    vv = np.broadcast_to(v[:, None], cand.shape)
-    share = 1.0 / np.maximum(
-        obs.server_cell_size[cand] + (obs.vehicle_nearest[vv] != cand), 1)
-    power = np.broadcast_to(obs.vehicle_power_max[v][:, None], cand.shape)
-    rate = obs.rate(vv, cand, share, power)
-    tx = obs.task_size[:, None] * obs.semantic_efficiency / rate
-    comp = cyc[:, None] * obs.edge_accuracy / obs.server_cpu[cand]
-    lat_off = tx + comp
+    srv = obs.vehicle_nearest[v]
+    share = equal_share(obs, srv)
+    power = obs.vehicle_power_max[v]
+    tx = obs.task_size * obs.semantic_efficiency / obs.rate(v, srv, share, power)
+    lat_off = tx + cyc * obs.edge_accuracy / obs.server_cpu[srv]
     if include_backlog:
-        lat_off = lat_off + obs.vehicle_uplink_backlog[v][:, None] + obs.server_backlog[cand]
+        lat_off = lat_off + obs.vehicle_uplink_backlog[v] + obs.server_backlog[srv]
     offload = w1 * lat_off + (1 - w1) * power * tx
     return local, offload
 
@@ -137,21 +135,16 @@ class GreedyParams(BaseModel):
 
 @register
 class Greedy(Policy):
-    """Per task, the option (local or one of the nearest servers) of least estimated cost.
+    """Per task, local or the serving server, whichever has the least estimated cost.
 
     The estimate uses the state reported at the epoch start: it does not see the other
-    decisions of the same epoch, so it can herd a batch onto one server.
+    decisions of the same epoch, so a batch can herd onto one side.
     """
 
     id = "greedy"
     Params = GreedyParams
 
     def decide(self, obs: Observation) -> Actions:
-        if obs.n_tasks == 0:
-            return offload_to(obs, np.empty(0, dtype=np.int64))
         local, offload = estimated_costs(obs, self.params.use_backlog)
-        best = np.argmin(offload, axis=1)
-        best_cost = offload[np.arange(obs.n_tasks), best]
-        cand = obs.vehicle_candidates[obs.task_vehicle]
-        server = np.where(best_cost < local, cand[np.arange(obs.n_tasks), best], -1)
-        return offload_to(obs, server)
+        v = obs.task_vehicle
+        return offload_to(obs, np.where(offload < local, obs.vehicle_nearest[v], -1))
