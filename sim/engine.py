@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from sim.allocator import keep_freed_memory
 from sim.errors import SimError
 from sim.kernels import PHASE_DONE, PHASE_FIRST, apply_decisions, finish_tasks, serve_epoch
 from sim.observation import Actions, Observation
@@ -175,7 +176,7 @@ class Engine:
             latency_weight=self._w1,
         )
 
-    def _check(self, actions: Actions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _arrays(self, actions: Actions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pid = self.policy.id
         try:
             server = np.asarray(actions.server, dtype=np.int64)
@@ -188,28 +189,26 @@ class Engine:
             if arr.shape != (k,):
                 raise SimError(f"policy '{pid}' returned {name} of shape {arr.shape}; "
                                f"expected ({k},), one per task")
-        m = self.world.n_servers
-        if k and (server.min() < -1 or server.max() >= m):
-            raise SimError(f"policy '{pid}' chose server {int(server.max())} or "
-                           f"{int(server.min())}; allowed: -1 (local) to {m - 1}")
-        off = server >= 0
-        bad = off & ~((share > 0) & (share <= 1))
-        if bad.any():
-            raise SimError(f"policy '{pid}' returned bandwidth share "
-                           f"{share[bad][0]!r}; allowed: 0 < share <= 1")
-        bad = off & ~((power > 0) & np.isfinite(power))
-        if bad.any():
-            raise SimError(f"policy '{pid}' returned transmit power {power[bad][0]!r} W; "
-                           f"allowed: 0 < power <= P_max")
         return server, share, power
+
+    def _invalid(self, kind: int, i: int, server, share, power) -> SimError:
+        pid = self.policy.id
+        if kind == 1:
+            return SimError(f"policy '{pid}' chose server {int(server[i])}; allowed: -1 "
+                            f"(local) to {self.world.n_servers - 1}")
+        if kind == 2:
+            return SimError(f"policy '{pid}' returned bandwidth share {share[i]!r}; "
+                            f"allowed: 0 < share <= 1")
+        return SimError(f"policy '{pid}' returned transmit power {power[i]!r} W; allowed: "
+                        f"0 < power <= P_max")
 
     def _apply(self, tasks: dict[str, np.ndarray], actions: Actions) -> dict[str, np.ndarray]:
         """Turn decisions into per-task service times, rates and energies (rows in flight)."""
         k = tasks["task_id"].shape[0]
-        server, share, power = self._check(actions, k)
+        server, share, power = self._arrays(actions, k)
         w, sc = self.world, self.sc
-        (share, power, rate, tx_time, compute_time, n_power, n_bw, n_loc,
-         n_edge) = apply_decisions(
+        (out_share, out_power, rate, tx_time, compute_time, n_power, n_bw, n_loc,
+         n_edge, error, bad) = apply_decisions(
             tasks["vehicle"], tasks["size_bits"], tasks["cycles"], server, share, power,
             w.vehicle_power_max, w.positions, w.server_position, self._fading_or_empty(),
             sc.channel.reference_gain, sc.channel.reference_distance,
@@ -219,6 +218,8 @@ class Engine:
             self._local_factor, self._edge_factor, sc.vehicles.semantic_accuracy,
             sc.servers.semantic_accuracy, w.vehicle_cpu, w.server_cpu, w.server_cores,
             self.epoch)
+        if error:
+            raise self._invalid(error, bad, server, share, power)
         vi = self.violations
         vi.power += n_power
         vi.bandwidth += n_bw
@@ -226,7 +227,8 @@ class Engine:
         vi.edge_capacity += n_edge
         rows = dict(tasks)
         rows.update(
-            offload=server >= 0, server=server.astype(np.int32), share=share, power=power,
+            offload=server >= 0, server=server.astype(np.int32), share=out_share,
+            power=out_power,
             rate=rate, tx_start=np.full(k, np.nan), tx_time=tx_time,
             compute_start=np.full(k, np.nan), compute_time=compute_time,
             status=np.zeros(k, dtype=np.int8), phase=np.full(k, PHASE_FIRST, dtype=np.int8),
@@ -291,6 +293,7 @@ class Engine:
 
 def simulate(scenario, sink, policy=None, seeds: SeedTree | None = None) -> EngineResult:
     """Run ``scenario`` with its configured policy (or ``policy``) into ``sink``."""
+    keep_freed_memory()
     seeds = seeds or SeedTree(scenario.seed)
     if policy is None:
         from models.policies import make

@@ -20,9 +20,9 @@ from numba import njit
 
 from sim.channel import pair_gain
 
-STARTED = np.int8(0)
-DROPPED = np.int8(1)
-DEFERRED = np.int8(2)
+STARTED = 0
+DROPPED = 1
+DEFERRED = 2
 
 
 @njit(cache=True, inline="always")
@@ -109,12 +109,31 @@ def _group_by_queue(queue, arrival, n_queues):
             if arrival[grouped[j]] < arrival[grouped[j - 1]]:
                 ordered = False
                 break
-        if not ordered:
+        if not ordered and not _insertion_sort(grouped, lo, hi, arrival, 8 * (hi - lo)):
             members = grouped[lo:hi].copy()
             order = np.argsort(_gather(members, arrival), kind="mergesort")
             for j in range(hi - lo):
                 grouped[lo + j] = members[order[j]]
     return grouped, offsets
+
+
+@njit(cache=True)
+def _insertion_sort(idx, lo, hi, key, budget):
+    """Stable in-place sort of ``idx[lo:hi]`` by ``key``, in time linear in the number of
+    inversions; gives up (False, ``idx`` left a permutation) after ``budget`` moves."""
+    moves = 0
+    for j in range(lo + 1, hi):
+        item = idx[j]
+        k = key[item]
+        m = j - 1
+        while m >= lo and key[idx[m]] > k:
+            idx[m + 1] = idx[m]
+            m -= 1
+            moves += 1
+        idx[m + 1] = item
+        if moves > budget:
+            return False
+    return True
 
 
 @njit(cache=True, inline="always")
@@ -325,9 +344,9 @@ def finish_tasks(idx, task_id, offload, status, vehicle, server, arrival, size_b
             edge_energy, cost, o_status, met, in_flight)
 
 
-PHASE_FIRST = np.int8(0)  # waiting for the local CPU or the uplink
-PHASE_EDGE = np.int8(1)  # transmitted, waiting for the edge CPU
-PHASE_DONE = np.int8(2)  # completed or dropped
+PHASE_FIRST = 0  # waiting for the local CPU or the uplink
+PHASE_EDGE = 1  # transmitted, waiting for the edge CPU
+PHASE_DONE = 2  # completed or dropped
 
 
 @njit(cache=True)
@@ -430,11 +449,22 @@ def apply_decisions(vehicle, size_bits, cycles, server, share, power, power_max,
     transmission time D sigma_ij / R and computation time s_c sigma / C follow. Also counts
     vehicles (19d) and servers (19e) offered more cycles in the epoch than they can run.
     Tasks must be sorted by vehicle. Returns (share, power, rate, tx_time, compute_time,
-    n_power, n_bandwidth, n_local_capacity, n_edge_capacity).
+    n_power, n_bandwidth, n_local_capacity, n_edge_capacity, error, index): ``error`` is 0,
+    or 1 (server out of range), 2 (share outside (0, 1]) or 3 (power not positive and
+    finite) for the action of task ``index``, and then nothing else is computed.
     """
     k = vehicle.shape[0]
     n_v = vehicle_cpu.shape[0]
     n_s = server_cpu.shape[0]
+    for i in range(k):
+        s = server[i]
+        if s < -1 or s >= n_s:
+            return _invalid(k, 1, i)
+        if s >= 0:
+            if not (share[i] > 0.0 and share[i] <= 1.0):
+                return _invalid(k, 2, i)
+            if not (power[i] > 0.0 and np.isfinite(power[i])):
+                return _invalid(k, 3, i)
     out_share = np.full(k, np.nan)
     out_power = np.full(k, np.nan)
     rate = np.full(k, np.nan)
@@ -487,4 +517,11 @@ def apply_decisions(vehicle, size_bits, cycles, server, share, power, power_max,
         if edge_cycles[s] * edge_accuracy > server_cpu[s] * server_cores[s] * epoch:
             n_edge_cap += 1
     return (out_share, out_power, rate, tx_time, compute_time, n_power, n_bw, n_loc_cap,
-            n_edge_cap)
+            n_edge_cap, 0, -1)
+
+
+@njit(cache=True)
+def _invalid(k, kind, index):
+    """The result of :func:`apply_decisions` for an invalid action (kind, task index)."""
+    e = np.empty(0)
+    return e, e, e, e, e, 0, 0, 0, 0, kind, index

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.allocator import keep_freed_memory
 from sim.seeds import SeedTree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,7 +60,6 @@ def run_scenario(scenario, out_dir: Path | None = None, quiet: bool = False,
     from sim.engine import simulate
     from sim.provenance import provenance, write_json_atomic
 
-    keep_freed_memory()
     seeds = SeedTree(scenario.seed, seed_path)
     if write:
         out_dir = Path(out_dir) if out_dir is not None else default_out_dir(scenario)

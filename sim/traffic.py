@@ -14,32 +14,50 @@ import numpy as np
 from numba import njit
 
 
-def sorted_uniforms(rng: np.random.Generator, k: int) -> np.ndarray:
-    """``k`` sorted U(0, 1) draws, in linear time.
-
-    With E_1..E_{k+1} i.i.d. exponential, the partial sums divided by their total are
-    distributed as the order statistics of k uniforms.
-    """
-    if k == 0:
-        return np.empty(0)
-    csum = np.cumsum(rng.standard_exponential(k + 1))
-    return csum[:-1] / csum[-1]
-
-
 @njit(cache=True)
-def _by_vehicle(vehicle: np.ndarray, n_vehicles: int) -> np.ndarray:
-    """Stable counting sort of arrivals by vehicle: the permutation."""
+def _assemble(spacings, vehicle, size, cycles, t0, t1, deadline, phi, beta, first_id,
+              n_vehicles):
+    """One epoch's task arrays from raw draws, sorted by (vehicle, arrival).
+
+    ``spacings`` (k + 1 exponentials) give k sorted arrival times in [t0, t1); a stable
+    counting sort by ``vehicle`` keeps each vehicle's arrivals in time order.
+    """
+    k = vehicle.shape[0]
+    total = 0.0
+    for x in spacings:
+        total += x
     offsets = np.zeros(n_vehicles + 1, dtype=np.int64)
-    for v in vehicle:
-        offsets[v + 1] += 1
-    for i in range(n_vehicles):
-        offsets[i + 1] += offsets[i]
-    order = np.empty(vehicle.shape[0], dtype=np.int64)
-    for i in range(vehicle.shape[0]):
+    for i in range(k):
+        offsets[vehicle[i] + 1] += 1
+    for v in range(n_vehicles):
+        offsets[v + 1] += offsets[v]
+    last = np.nextafter(t1, -np.inf)
+    span = t1 - t0
+    o_vehicle = np.empty(k, dtype=np.int64)
+    o_time = np.empty(k)
+    o_size = np.empty(k)
+    o_cycles = np.empty(k)
+    o_deadline = np.empty(k)
+    o_priority = np.empty(k)
+    o_id = np.empty(k, dtype=np.int64)
+    csum = 0.0
+    for i in range(k):
+        csum += spacings[i]
+        t = min(t0 + span * (csum / total), last)
         v = vehicle[i]
-        order[offsets[v]] = i
+        j = offsets[v]
         offsets[v] += 1
-    return order
+        o_vehicle[j] = v
+        o_time[j] = t
+        o_size[j] = size[i]
+        o_cycles[j] = cycles[i]
+        d = t + deadline
+        o_deadline[j] = d
+        # eq. [7]: S = phi s_c + beta (L_D - t); the -beta t term is common to every task
+        # compared at one instant, so the static part orders the queue exactly
+        o_priority[j] = phi * cycles[i] + beta * d
+        o_id[j] = first_id + j
+    return o_id, o_vehicle, o_time, o_size, o_cycles, o_deadline, o_priority
 
 
 def draw(dist, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -74,27 +92,18 @@ class TaskSource:
     def sample(self, t0: float, t1: float) -> dict[str, np.ndarray]:
         """Tasks arriving in [t0, t1), sorted by (vehicle, arrival)."""
         rng = self.arrivals
+        n = self.rates.shape[0]
         k = int(rng.poisson(self._total_rate * (t1 - t0)))
-        times = sorted_uniforms(rng, k)
-        times *= t1 - t0
-        times += t0
-        # rounding can reach t1 itself; keep arrivals strictly inside the epoch
-        np.minimum(times, np.nextafter(t1, -np.inf), out=times)
+        spacings = rng.standard_exponential(k + 1)
         if self._equal_rates:
-            vehicle = rng.integers(0, self.rates.shape[0], k)
+            vehicle = rng.integers(0, n, k)
         else:
-            vehicle = np.searchsorted(self._cum_rates, rng.random(k) * self._total_rate,
-                                      side="right")
-        order = _by_vehicle(vehicle, self.rates.shape[0])
-        vehicle = vehicle[order]
-        times = times[order]
+            vehicle = np.minimum(np.searchsorted(
+                self._cum_rates, rng.random(k) * self._total_rate, side="right"), n - 1)
         size = draw(self.cfg.size, self.sizes, k)
         cycles = draw(self.cfg.complexity, self.sizes, k)
-        deadline = times + self.cfg.deadline
-        ids = np.arange(self.next_id, self.next_id + k, dtype=np.int64)
+        cols = _assemble(spacings, vehicle, size, cycles, t0, t1, self.cfg.deadline,
+                         self._phi, self._beta, self.next_id, n)
         self.next_id += k
-        # eq. [7]: S = phi s_c + beta (L_D - t); the -beta t term is common to every task
-        # compared at one instant, so the static part orders the queue exactly.
-        priority = self._phi * cycles + self._beta * deadline
-        return {"task_id": ids, "vehicle": vehicle, "arrival": times, "size_bits": size,
-                "cycles": cycles, "deadline": deadline, "priority": priority}
+        return dict(zip(("task_id", "vehicle", "arrival", "size_bits", "cycles", "deadline",
+                         "priority"), cols, strict=True))

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from sim.config import Tasks
-from sim.traffic import TaskSource, draw, sorted_uniforms
+from sim.traffic import TaskSource, draw
 
 
 def source(rates, seed=1, **tasks):
@@ -61,12 +61,11 @@ def test_each_vehicle_is_a_poisson_process_of_its_rate(rates):
     assert np.abs(off).max() < 4 / np.sqrt(horizon)
 
 
-def test_sorted_uniforms_are_uniform_order_statistics():
-    rng = np.random.default_rng(0)
-    u = sorted_uniforms(rng, 100_000)
-    assert np.all(np.diff(u) >= 0) and u[0] >= 0 and u[-1] < 1
-    assert stats.kstest(u, "uniform").pvalue > 1e-3
-    assert sorted_uniforms(rng, 0).shape == (0,)
+def test_arrival_times_are_uniform_inside_each_epoch():
+    src = source([30.0] * 5, seed=9)
+    data = collect(src, 0.25, 4000)
+    phase = (data["arrival"] % 0.25) / 0.25
+    assert stats.kstest(phase, "uniform").pvalue > 1e-3
 
 
 def test_attributes_follow_their_distributions():
