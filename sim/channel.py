@@ -113,6 +113,18 @@ def pair_gain(vx, vy, sx, sy, reference_gain, reference_distance, exponent, min_
     return reference_gain * (np.sqrt(d2) / reference_distance) ** (-exponent)
 
 
+@njit(cache=True)
+def _pair_gains(vehicles, servers, vehicle, server, reference_gain, reference_distance,
+                exponent, min_distance):
+    out = np.empty(vehicle.shape[0])
+    for k in range(vehicle.shape[0]):
+        v = vehicle[k]
+        s = server[k]
+        out[k] = pair_gain(vehicles[v, 0], vehicles[v, 1], servers[s, 0], servers[s, 1],
+                           reference_gain, reference_distance, exponent, min_distance)
+    return out
+
+
 class ChannelState:
     """The channel during one mobility step, computed only as far as it is asked for.
 
@@ -145,6 +157,21 @@ class ChannelState:
         if self._gain is None:
             self._matrices()
         return self._gain
+
+    def gain_of(self, vehicle: np.ndarray, server: np.ndarray) -> np.ndarray:
+        """Gain h_ij of the given (vehicle, server) pairs (broadcast), fading included,
+        without computing the full matrix."""
+        if self._gain is not None:
+            return self._gain[vehicle, server]
+        vehicle, server = np.broadcast_arrays(np.asarray(vehicle, dtype=np.int64),
+                                              np.asarray(server, dtype=np.int64))
+        c = self.cfg
+        g = _pair_gains(self.vehicles, self.servers, vehicle.ravel(), server.ravel(),
+                        c.reference_gain, c.reference_distance, c.path_loss_exponent,
+                        c.min_distance).reshape(vehicle.shape)
+        if self.fading is not None:
+            g *= self.fading[vehicle, server]
+        return g
 
     @property
     def candidates(self) -> np.ndarray:

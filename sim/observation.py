@@ -99,7 +99,7 @@ class Observation:
         """Uplink rate [bit/s] of eq. [10] for the given pairs, shares of B_max and powers."""
         bw = share * self.server_bandwidth[server]
         noise = self.noise * bw if self.noise_is_density else self.noise
-        return shannon_rate(bw, power * self.gain[vehicle, server],
+        return shannon_rate(bw, power * self.channel.gain_of(vehicle, server),
                             self.interference[server] + noise)
 
 
