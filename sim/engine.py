@@ -248,7 +248,7 @@ class Engine:
         v, srv = self.sc.vehicles, self.sc.servers
         lo, up, ed = self.local, self.uplink, self.edge
         n_done = serve_epoch(
-            rows["vehicle"], rows["server"], rows["offload"], rows["arrival"],
+            rows["task_id"], rows["vehicle"], rows["server"], rows["offload"], rows["arrival"],
             rows["deadline"], rows["key"], rows["tx_time"], rows["compute_time"],
             rows["tx_start"], rows["compute_start"], rows["phase"], rows["status"],
             rows["drop_time"],

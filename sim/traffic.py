@@ -56,7 +56,7 @@ def _assemble(spacings, vehicle, size, cycles, t0, t1, deadline, phi, beta, firs
         # eq. [7]: S = phi s_c + beta (L_D - t); the -beta t term is common to every task
         # compared at one instant, so the static part orders the queue exactly
         o_priority[j] = phi * cycles[i] + beta * d
-        o_id[j] = first_id + j
+        o_id[j] = first_id + i  # tasks are numbered in order of arrival
     return o_id, o_vehicle, o_time, o_size, o_cycles, o_deadline, o_priority
 
 
