@@ -79,6 +79,7 @@ class Sizes:
     mmc_fast: int
     mmc_simpy: int
     mmc_ciw: int
+    mmc_reference: int
     world_horizon: dict[float, float]  # epoch -> horizon [s]
     table_horizon: float
     ref_horizon: float
@@ -86,9 +87,10 @@ class Sizes:
 
 
 DEFAULT_SIZES = Sizes(mmc_fast=8_000_000, mmc_simpy=200_000, mmc_ciw=100_000,
+                      mmc_reference=100_000,
                       world_horizon={0.1: 60.0, 1.0: 120.0}, table_horizon=30.0,
                       ref_horizon=20.0)
-QUICK_SIZES = Sizes(mmc_fast=500_000, mmc_simpy=30_000, mmc_ciw=15_000,
+QUICK_SIZES = Sizes(mmc_fast=500_000, mmc_simpy=30_000, mmc_ciw=15_000, mmc_reference=15_000,
                     world_horizon={0.1: 5.0}, table_horizon=5.0, ref_horizon=4.0)
 
 
@@ -289,6 +291,27 @@ def run_mmc_fast(n_tasks: int) -> dict[str, Any]:
     return {"tasks": res.n_tasks, "timer": t, "wq": mean, "wq_se": se}
 
 
+def run_mmc_reference(n_tasks: int) -> dict[str, Any]:
+    """The per-task SimPy reference engine (sim.reference) on the same M/M/c world.
+
+    The reference replays a fast run's draws and decisions; only its own run is timed.
+    """
+    from sim.reference import simulate_reference
+
+    horizon = n_tasks / MMC_LAMBDA
+    sc = mmc_scenario(horizon)
+    collect = load_conftest().CollectSink()
+    simulate(sc, collect)
+    table = collect.frame()
+    with Timer() as t:
+        ref = simulate_reference(sc, table)
+    arrival = table["arrival"].to_numpy()
+    wait = np.array([ref[int(i)]["compute_start"] for i in table["task_id"]]) - arrival
+    sums, counts = batches_of(arrival, wait, horizon)
+    mean, se = batch_stats(sums, counts)
+    return {"tasks": len(ref), "timer": t, "wq": mean, "wq_se": se}
+
+
 def run_mmc_simpy(n_customers: int, seed: int = 1) -> dict[str, Any]:
     """The textbook SimPy M/M/c: a Resource of capacity c and one process per customer."""
     import simpy
@@ -354,11 +377,13 @@ def bench_mmc(sizes: Sizes) -> None:
           f" @ {MMC_SERVER_CPU / 1e9:g} GHz, epoch {MMC_EPOCH:g} s, table off, "
           f"{sizes.mmc_fast:,} tasks")
     print(f"  SimPy: Resource(capacity={MMC_C}), one process per customer, "
-          f"{sizes.mmc_simpy:,} customers; Ciw {_ciw_version()}: {sizes.mmc_ciw:,} customers")
+          f"{sizes.mmc_simpy:,} customers; Ciw {_ciw_version()}: {sizes.mmc_ciw:,} customers;"
+          f" sim.reference: {sizes.mmc_reference:,} tasks")
     results = {}
     for name, fn, n in (("fast engine", run_mmc_fast, sizes.mmc_fast),
                         ("SimPy", run_mmc_simpy, sizes.mmc_simpy),
-                        ("Ciw", run_mmc_ciw, sizes.mmc_ciw)):
+                        ("Ciw", run_mmc_ciw, sizes.mmc_ciw),
+                        ("reference", run_mmc_reference, sizes.mmc_reference)):
         log(f"M/M/c {name}: {n:,} tasks")
         r = fn(n)
         results[name] = r
@@ -368,7 +393,8 @@ def bench_mmc(sizes: Sizes) -> None:
                 notes=f"{r['tasks']:,} tasks in {t.wall:.2f} s; {cpu_note(t)}",
                 extra={"tasks": r["tasks"], "wall_s": t.wall, "cpu_s": t.cpu}))
     fast = results["fast engine"]["tasks"] / results["fast engine"]["timer"].wall
-    for name, target in (("SimPy", TARGET_VS_SIMPY), ("Ciw", TARGET_VS_CIW)):
+    for name, target in (("SimPy", TARGET_VS_SIMPY), ("Ciw", TARGET_VS_CIW),
+                         ("reference", TARGET_VS_SIMPY)):
         other = results[name]["tasks"] / results[name]["timer"].wall
         ratio = fast / other
         cpu_ratio = ((results["fast engine"]["tasks"] / results["fast engine"]["timer"].cpu)
