@@ -407,10 +407,10 @@ def serve_epoch(task_id, vehicle, server, offload, arrival, deadline, key, tx_ti
                 t_known, drop, horizon):
     """Push the tasks in flight through local CPUs, uplinks and edge CPUs (in place).
 
-    ``task_id`` numbers tasks in order of arrival. Per task: ``phase`` moves from PHASE_FIRST to PHASE_EDGE (offloaded, transmitted) and
-    PHASE_DONE; ``tx_start``, ``compute_start``, ``status`` (1 = dropped) and ``drop_time``
-    are filled as decisions become final (see :func:`serve_stage`). Returns the number of
-    tasks in PHASE_DONE.
+    ``task_id`` numbers tasks in order of arrival. Per task: ``phase`` moves from
+    PHASE_FIRST to PHASE_EDGE (offloaded, transmitted) and PHASE_DONE; ``tx_start``,
+    ``compute_start``, ``status`` (1 = dropped) and ``drop_time`` are filled as decisions
+    become final (see :func:`serve_stage`). Returns the number of tasks in PHASE_DONE.
     """
     n = phase.shape[0]
     n_local = 0
