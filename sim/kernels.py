@@ -80,18 +80,27 @@ def _gather(idx, a):
 
 
 @njit(cache=True)
+def counting_offsets(keys, n_keys):
+    """Start of each key's block in a stable counting sort of ``keys`` (n_keys + 1,)."""
+    offsets = np.zeros(n_keys + 1, dtype=np.int64)
+    for k in keys:
+        offsets[k + 1] += 1
+    for j in range(n_keys):
+        offsets[j + 1] += offsets[j]
+    return offsets
+
+
+@njit(cache=True)
 def _group_by_queue(queue, arrival, n_queues):
     """Indices grouped by queue, each group sorted by arrival (stable), and group offsets."""
     n = queue.shape[0]
-    offsets = np.zeros(n_queues + 1, dtype=np.int64)
+    offsets = counting_offsets(queue, n_queues)
     grouped_already = True
-    for i in range(n):
-        offsets[queue[i] + 1] += 1
-        if i and (queue[i] < queue[i - 1]
-                  or (queue[i] == queue[i - 1] and arrival[i] < arrival[i - 1])):
+    for i in range(1, n):
+        if queue[i] < queue[i - 1] or (queue[i] == queue[i - 1]
+                                       and arrival[i] < arrival[i - 1]):
             grouped_already = False
-    for q in range(n_queues):
-        offsets[q + 1] += offsets[q]
+            break
     if grouped_already:
         return np.arange(n), offsets
     # stable counting sort by queue, then a stable sort of each group by arrival
@@ -154,6 +163,19 @@ def _busy_within(start, end, horizon):
     return b - a
 
 
+@njit(cache=True, inline="always")
+def _begin(i, q, c, tau, service, deadline, free, last, busy, start, status, drop, horizon):
+    """Task ``i`` gets core ``c`` of queue ``q`` at ``tau``, or is dropped there if late."""
+    last[q] = tau
+    start[i] = tau
+    if drop and tau > deadline[i]:
+        status[i] = DROPPED
+        return
+    free[q, c] = tau + service[i]
+    busy[q] += _busy_within(tau, tau + service[i], horizon)
+    status[i] = STARTED
+
+
 @njit(cache=True)
 def serve_stage(queue, arrival, service, key, deadline, free, cores, last, busy,
                 t_known, fifo, drop, horizon):
@@ -188,15 +210,8 @@ def serve_stage(queue, arrival, service, key, deadline, free, cores, last, busy,
                 if arrival[i] >= t_known:
                     break  # an unknown task may arrive before this one
                 c, f = _earliest_core(free, q, ncores)
-                tau = max(f, arrival[i], last[q])
-                last[q] = tau
-                start[i] = tau
-                if drop and tau > deadline[i]:
-                    status[i] = DROPPED
-                    continue
-                free[q, c] = tau + service[i]
-                busy[q] += _busy_within(tau, tau + service[i], horizon)
-                status[i] = STARTED
+                _begin(i, q, c, max(f, arrival[i], last[q]), service, deadline, free, last,
+                       busy, start, status, drop, horizon)
         else:
             size = 0
             ptr = lo
@@ -211,14 +226,8 @@ def serve_stage(queue, arrival, service, key, deadline, free, cores, last, busy,
                     size = _push(heap, size, grouped[ptr], key, arrival)
                     ptr += 1
                 i, size = _pop(heap, size, key, arrival)
-                last[q] = tau
-                start[i] = tau
-                if drop and tau > deadline[i]:
-                    status[i] = DROPPED
-                    continue
-                free[q, c] = tau + service[i]
-                busy[q] += _busy_within(tau, tau + service[i], horizon)
-                status[i] = STARTED
+                _begin(i, q, c, tau, service, deadline, free, last, busy, start, status, drop,
+                       horizon)
     return start, status
 
 

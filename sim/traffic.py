@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from sim.kernels import counting_offsets
+
 
 @njit(cache=True)
 def _assemble(spacings, vehicle, size, cycles, t0, t1, deadline, phi, beta, first_id,
@@ -26,11 +28,7 @@ def _assemble(spacings, vehicle, size, cycles, t0, t1, deadline, phi, beta, firs
     total = 0.0
     for x in spacings:
         total += x
-    offsets = np.zeros(n_vehicles + 1, dtype=np.int64)
-    for i in range(k):
-        offsets[vehicle[i] + 1] += 1
-    for v in range(n_vehicles):
-        offsets[v + 1] += offsets[v]
+    offsets = counting_offsets(vehicle, n_vehicles)
     last = np.nextafter(t1, -np.inf)
     span = t1 - t0
     o_vehicle = np.empty(k, dtype=np.int64)

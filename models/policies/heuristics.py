@@ -99,6 +99,13 @@ class Random(Policy):
         return offload_to(obs, np.where(go, target, -1))
 
 
+def local_time_and_energy(obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+    """Computation time [12] and energy [16] of each task on its vehicle's CPU."""
+    cpu = obs.vehicle_cpu[obs.task_vehicle]
+    work = obs.task_cycles * obs.local_accuracy
+    return work / cpu, obs.energy_coefficient * cpu**2 * work
+
+
 def estimated_costs(obs: Observation, include_backlog: bool = True
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Estimated cost of running each task locally and at its serving server, (K,) each.
@@ -110,11 +117,9 @@ def estimated_costs(obs: Observation, include_backlog: bool = True
     v = obs.task_vehicle
     w1 = obs.latency_weight
     cyc = obs.task_cycles
-    cpu = obs.vehicle_cpu[v]
-    lat_loc = cyc * obs.local_accuracy / cpu
+    lat_loc, e_loc = local_time_and_energy(obs)
     if include_backlog:
         lat_loc = lat_loc + obs.vehicle_local_backlog[v]
-    e_loc = obs.energy_coefficient * cpu**2 * cyc * obs.local_accuracy
     local = w1 * lat_loc + (1 - w1) * e_loc
     srv = obs.vehicle_nearest[v]
     share = equal_share(obs, srv)

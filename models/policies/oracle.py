@@ -20,7 +20,7 @@ from numba import njit
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.policies.base import Policy, register
-from models.policies.heuristics import equal_share
+from models.policies.heuristics import equal_share, local_time_and_energy
 from sim.observation import Actions, Observation
 
 
@@ -81,9 +81,7 @@ class Oracle(Policy):
         k = obs.n_tasks
         v = obs.task_vehicle
         srv = obs.vehicle_nearest[v]
-        cpu = obs.vehicle_cpu[v]
-        local_time = obs.task_cycles * obs.local_accuracy / cpu
-        local_energy = obs.energy_coefficient * cpu**2 * obs.task_cycles * obs.local_accuracy
+        local_time, local_energy = local_time_and_energy(obs)
         levels = 0.5 ** np.arange(self.params.power_levels)
         power = obs.vehicle_power_max[v][:, None] * levels[None, :]
         share = equal_share(obs, srv)
