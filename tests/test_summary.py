@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
 
@@ -225,6 +226,129 @@ def test_log_histogram_quantiles_within_half_a_bin() -> None:
     assert edges[0] == 0.0 and edges[-1] == 1e7 and counts.sum() == h.n
 
 
+def hard_rows(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Rows whose sums need every path of the exact summation: values of 2**52 and more,
+    subnormals, negatives, signed zeros and ranges far wider than 2**51 in one block."""
+    data = rows(n, seed)
+    rng = np.random.default_rng(seed)
+    special = np.array([0.0, -0.0, 5e-324, 1e-310, -2.5e-308, 1e-300, 3e15, 2.0**53 + 2,
+                        -3.0, 1e100, -1e-150, 7.0, np.inf, -np.inf, np.nan])
+    for key in ("latency", "wait_uplink", "tx_time", "wait_compute", "compute_time",
+                "energy", "edge_energy", "cost"):
+        x = data[key].copy()
+        pick = rng.random(n) < 0.01
+        x[pick] = rng.choice(special, int(pick.sum()))
+        x[: n // 3] *= 10.0 ** rng.uniform(-40, 40, n // 3)
+        data[key] = x
+    data["status"] = rng.choice(np.array([0, 0, 0, 1, 2], dtype=np.int8), n)
+    data["arrival"][rng.random(n) < 0.01] = np.nan
+    return data
+
+
+def test_means_are_exact_whatever_the_values() -> None:
+    data = hard_rows(20_000, seed=11)
+    keep = data["arrival"] >= 2.0
+    done = keep & (data["status"] == 0)
+    alive = keep & (data["status"] != 1)
+    off = data["offload"]
+    acc = summarise(split(data, [1, 1023, 1024, 3000, 13_001]), warmup=2.0)
+    r = acc.result()
+
+    def exact_mean(values: np.ndarray, mask: np.ndarray) -> float:
+        kept = values[mask & np.isfinite(values)]
+        return float(sum(Fraction(v) for v in kept.tolist()) / kept.size)
+
+    lat = data["latency"]
+    assert r["latency_mean"] == exact_mean(lat, done)
+    assert r["latency_mean_local"] == exact_mean(lat, done & ~off)
+    assert r["latency_mean_offloaded"] == exact_mean(lat, done & off)
+    assert r["wait_uplink_mean"] == exact_mean(data["wait_uplink"], keep & off)
+    assert r["tx_time_mean"] == exact_mean(data["tx_time"], keep & off)
+    assert r["wait_compute_mean"] == exact_mean(data["wait_compute"], alive)
+    assert r["compute_time_mean"] == exact_mean(data["compute_time"], alive)
+    assert r["energy_mean_local"] == exact_mean(data["energy"], keep & ~off)
+    assert r["edge_energy_mean"] == exact_mean(data["edge_energy"], keep)
+    for key in ("energy", "cost"):
+        values = data[key][keep & np.isfinite(data[key])]
+        assert r[f"{key}_total"] == math.fsum(values), key
+        s1 = sum(Fraction(v) for v in values.tolist())
+        s2 = sum(Fraction(v) for v in (values * values).tolist())  # rounded squares
+        var = (s2 - s1 * s1 / values.size) / (values.size - 1)
+        assert r[f"{key}_std"] == math.sqrt(float(var)), key
+    assert r["n_dropped"] == int((keep & (data["status"] == 1)).sum())
+    assert r["n_warmup_excluded"] == int((~keep).sum())
+    alone = LogHistogram()
+    alone.add(lat, done & np.isfinite(lat))
+    np.testing.assert_array_equal(acc.histogram.counts, alone.counts)
+    assert (r["latency_min"], r["latency_max"]) == (alone.min, alone.max)
+    wide = SummaryAccumulator(HORIZON, 2.0, W1)  # bins down to the subnormals
+    wide.histogram = LogHistogram(-1074, 10, 4)
+    wide.add(data)
+    alone = LogHistogram(-1074, 10, 4)
+    alone.add(lat, done & np.isfinite(lat))
+    np.testing.assert_array_equal(wide.histogram.counts, alone.counts)
+
+
+def test_hard_values_do_not_depend_on_batching() -> None:
+    data = hard_rows(9000, seed=12)
+    ref = summarise([data]).result(include_histogram=True)
+    rng = np.random.default_rng(13)
+    for _ in range(3):
+        cuts = sorted(set(rng.integers(1, 9000, 12).tolist()))
+        pieces = split(data, cuts)
+        got = summarise([pieces[i] for i in rng.permutation(len(pieces))])
+        assert got.result(include_histogram=True) == ref
+
+
+def test_a_batch_whose_square_overflows_is_refused_whole() -> None:
+    data = rows(5000, seed=14)
+    bad = {k: v.copy() for k, v in data.items()}
+    bad["cost"][4321] = 1e200  # finite, but its square is not
+    acc = summarise([data])
+    with pytest.raises(ValueError, match="finite"):
+        acc.add(bad)
+    acc.add(data)
+    assert acc.result(include_histogram=True) == summarise([data, data]).result(
+        include_histogram=True)
+
+
+def test_columns_of_other_types_are_converted() -> None:
+    data = rows(3000, seed=15)
+    ref = summarise([data], warmup=1.0).result(include_histogram=True)
+    as_lists = {k: v.tolist() for k, v in data.items()}
+    as_ints = data | {"offload": data["offload"].astype(np.int64),
+                      "status": data["status"].astype(np.int32),
+                      "in_flight": data["in_flight"].astype(np.uint8)}
+    strided_float32 = {k: np.repeat(v, 2)[::2] for k, v in data.items()} | {
+        "compute_time": np.repeat(data["compute_time"].astype(np.float32), 2)[::2]}
+    ref32 = summarise([data | {"compute_time": data["compute_time"].astype(np.float32)}],
+                      warmup=1.0).result(include_histogram=True)
+    for batch in (as_lists, as_ints):
+        assert summarise([batch], warmup=1.0).result(include_histogram=True) == ref
+    assert summarise([strided_float32], warmup=1.0).result(include_histogram=True) == ref32
+    with pytest.raises(ValueError, match="'latency' has shape"):
+        summarise([data | {"latency": data["latency"][:-1]}])
+
+
+def test_histogram_bins_follow_frexp() -> None:
+    rng = np.random.default_rng(16)
+    x = np.concatenate([10.0 ** rng.uniform(-320, 10, 20_000), [0.0, -1.0, 5e-324, 2.0**-30,
+                        2.0**-31, 2.0**20, np.inf, -np.inf, np.nan]])
+    mask = rng.random(x.size) < 0.9
+    for lo, hi, sub in ((-30, 20, 1024), (-1074, 10, 4), (-1030, -1000, 2), (-5, 5, 1)):
+        h = LogHistogram(lo, hi, sub)
+        h.add(x, mask)
+        valid = x[mask & ~np.isnan(x)]
+        mant, exp = np.frexp(valid)
+        with np.errstate(invalid="ignore"):
+            want = (exp.astype(np.int64) - lo - 2) * sub + np.floor(
+                mant * (2 * sub)).astype(np.int64) + 1
+        want[valid < 2.0**lo] = 0
+        want[valid >= 2.0**hi] = h.n_regular + 1
+        np.testing.assert_array_equal(h.counts, np.bincount(want, minlength=h.n_regular + 2))
+        assert (h.min, h.max) == (valid.min(), valid.max())
+
+
 def test_write_json_atomic_writes_strict_sorted_json(tmp_path: Path) -> None:
     target = tmp_path / "summary.json"
     target.write_text("old")
@@ -260,6 +384,7 @@ def test_provenance_records_seeds_versions_and_revision(tmp_path: Path) -> None:
 def test_summary_throughput() -> None:
     """Rows per second for large and for one-epoch-sized batches; ``pytest -m slow -s``."""
     data = rows(2_000_000, seed=10)
+    summarise([{k: v[:10] for k, v in data.items()}]).result()  # load the compiled code
     start = time.perf_counter()
     summarise([data]).result()
     big = 2e6 / (time.perf_counter() - start)
