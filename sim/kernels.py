@@ -241,27 +241,27 @@ def bandwidth_load(vehicle, server, share, n_servers):
     shares. Tasks must be sorted by vehicle.
     """
     load = np.zeros(n_servers)
+    held = np.full(n_servers, -1.0)  # the current vehicle's largest share at each server
+    touched = np.empty(n_servers, dtype=np.int64)
     n = vehicle.shape[0]
     lo = 0
     while lo < n:
         hi = lo
+        n_touched = 0
         while hi < n and vehicle[hi] == vehicle[lo]:
+            s = server[hi]
+            if s >= 0:
+                if held[s] < 0.0:
+                    touched[n_touched] = s
+                    n_touched += 1
+                    held[s] = share[hi]
+                elif share[hi] > held[s]:
+                    held[s] = share[hi]
             hi += 1
-        for j in range(lo, hi):
-            s = server[j]
-            if s < 0:
-                continue
-            first = True
-            best = share[j]
-            for k in range(lo, hi):
-                if server[k] == s:
-                    if k < j:
-                        first = False
-                        break
-                    if share[k] > best:
-                        best = share[k]
-            if first:
-                load[s] += best
+        for t in range(n_touched):
+            s = touched[t]
+            load[s] += held[s]
+            held[s] = -1.0
         lo = hi
     return load
 
