@@ -16,8 +16,14 @@ from __future__ import annotations
 import os
 
 # One core: every thread pool is pinned to one thread before NumPy or Numba is imported.
-for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-             "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+for _var in (
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
@@ -86,12 +92,24 @@ class Sizes:
     help_repeats: int = 5
 
 
-DEFAULT_SIZES = Sizes(mmc_fast=8_000_000, mmc_simpy=200_000, mmc_ciw=100_000,
-                      mmc_reference=100_000,
-                      world_horizon={0.1: 60.0, 1.0: 120.0}, table_horizon=30.0,
-                      ref_horizon=20.0)
-QUICK_SIZES = Sizes(mmc_fast=500_000, mmc_simpy=30_000, mmc_ciw=15_000, mmc_reference=15_000,
-                    world_horizon={0.1: 5.0}, table_horizon=5.0, ref_horizon=4.0)
+DEFAULT_SIZES = Sizes(
+    mmc_fast=8_000_000,
+    mmc_simpy=200_000,
+    mmc_ciw=100_000,
+    mmc_reference=100_000,
+    world_horizon={0.1: 60.0, 1.0: 120.0},
+    table_horizon=30.0,
+    ref_horizon=20.0,
+)
+QUICK_SIZES = Sizes(
+    mmc_fast=500_000,
+    mmc_simpy=30_000,
+    mmc_ciw=15_000,
+    mmc_reference=15_000,
+    world_horizon={0.1: 5.0},
+    table_horizon=5.0,
+    ref_horizon=4.0,
+)
 
 
 @dataclass
@@ -182,9 +200,11 @@ class CountingSink:
         self.latency_n += int(ok.sum())
 
     def result(self, extra: dict | None = None) -> dict[str, Any]:
-        return {"n_tasks": self.n,
-                "wait_compute_mean": self.wait_sum / self.wait_n if self.wait_n else None,
-                "latency_mean": self.latency_sum / self.latency_n if self.latency_n else None}
+        return {
+            "n_tasks": self.n,
+            "wait_compute_mean": self.wait_sum / self.wait_n if self.wait_n else None,
+            "latency_mean": self.latency_sum / self.latency_n if self.latency_n else None,
+        }
 
 
 def summary_sink(sc: Scenario):
@@ -218,8 +238,9 @@ class BatchMeansSink:
         self.inner.add(batch)
         w = batch["wait_compute"]
         ok = np.isfinite(w)
-        b = np.minimum((batch["arrival"][ok] * (self.nb / self.horizon)).astype(np.int64),
-                       self.nb - 1)
+        b = np.minimum(
+            (batch["arrival"][ok] * (self.nb / self.horizon)).astype(np.int64), self.nb - 1
+        )
         self.sums += np.bincount(b, weights=w[ok], minlength=self.nb)
         self.counts += np.bincount(b, minlength=self.nb)
 
@@ -227,8 +248,7 @@ class BatchMeansSink:
 @functools.cache
 def load_conftest():
     """tests/conftest.py as a module (for CollectSink and scenario()), without pytest's path."""
-    spec = importlib.util.spec_from_file_location("_bench_conftest", REPO / "tests" /
-                                                  "conftest.py")
+    spec = importlib.util.spec_from_file_location("_bench_conftest", REPO / "tests" / "conftest.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -259,26 +279,32 @@ def batch_stats(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
     return mean, se
 
 
-def batches_of(arrivals: np.ndarray, waits: np.ndarray, horizon: float
-               ) -> tuple[np.ndarray, np.ndarray]:
+def batches_of(
+    arrivals: np.ndarray, waits: np.ndarray, horizon: float
+) -> tuple[np.ndarray, np.ndarray]:
     b = np.minimum((arrivals * (N_BATCHES / horizon)).astype(np.int64), N_BATCHES - 1)
-    return (np.bincount(b, weights=waits, minlength=N_BATCHES),
-            np.bincount(b, minlength=N_BATCHES))
+    return (np.bincount(b, weights=waits, minlength=N_BATCHES), np.bincount(b, minlength=N_BATCHES))
 
 
 def mmc_scenario(horizon: float) -> Scenario:
     """M/M/c as a degenerate world: one static vehicle, instant uplink, one 4-core server."""
-    return Scenario.model_validate({
-        "name": "bench_mmc", "seed": 11,
-        "engine": {"horizon": horizon, "epoch": min(MMC_EPOCH, horizon)},
-        "vehicles": {"count": 1},
-        "servers": {"count": 1, "placement": "grid", "cores": MMC_C, "cpu": MMC_SERVER_CPU},
-        "mobility": {"model": "static", "step": min(MMC_EPOCH, horizon)},
-        "tasks": {"arrival_rate": MMC_LAMBDA, "size": 0,
-                  "complexity": {"kind": "exponential", "mean": MMC_SERVER_CPU / MMC_MU}},
-        "policy": {"id": "fixed", "params": {"server": 0}},
-        "output": {"task_table": False, "plots": False},
-    })
+    return Scenario.model_validate(
+        {
+            "name": "bench_mmc",
+            "seed": 11,
+            "engine": {"horizon": horizon, "epoch": min(MMC_EPOCH, horizon)},
+            "vehicles": {"count": 1},
+            "servers": {"count": 1, "placement": "grid", "cores": MMC_C, "cpu": MMC_SERVER_CPU},
+            "mobility": {"model": "static", "step": min(MMC_EPOCH, horizon)},
+            "tasks": {
+                "arrival_rate": MMC_LAMBDA,
+                "size": 0,
+                "complexity": {"kind": "exponential", "mean": MMC_SERVER_CPU / MMC_MU},
+            },
+            "policy": {"id": "fixed", "params": {"server": 0}},
+            "output": {"task_table": False, "plots": False},
+        }
+    )
 
 
 def run_mmc_fast(n_tasks: int) -> dict[str, Any]:
@@ -354,7 +380,8 @@ def run_mmc_ciw(n_customers: int, seed: int = 1) -> dict[str, Any]:
         network = ciw.create_network(
             arrival_distributions=[ciw.dists.Exponential(rate=MMC_LAMBDA)],
             service_distributions=[ciw.dists.Exponential(rate=MMC_MU)],
-            number_of_servers=[MMC_C])
+            number_of_servers=[MMC_C],
+        )
         ciw.seed(seed)
         q = ciw.Simulation(network)
         q.simulate_until_max_time(horizon)
@@ -369,48 +396,86 @@ def run_mmc_ciw(n_customers: int, seed: int = 1) -> dict[str, Any]:
 def bench_mmc(sizes: Sizes) -> None:
     sec = "1 M/M/c"
     wq = mmc_wq(MMC_C, MMC_LAMBDA, MMC_MU)
-    print(f"M/M/c: c = {MMC_C}, rho = {MMC_RHO}, lambda = {MMC_LAMBDA:g}/s, "
-          f"mu = {MMC_MU:g}/s per core; Erlang C = {erlang_c(MMC_C, MMC_LAMBDA / MMC_MU):.4f},"
-          f" Wq = {wq * 1e3:.4f} ms")
-    print(f"  fast engine: 1 static vehicle, policy fixed(server 0), size 0 bit, complexity "
-          f"exponential(mean {MMC_SERVER_CPU / MMC_MU:.3g} cycles), 1 server x {MMC_C} cores"
-          f" @ {MMC_SERVER_CPU / 1e9:g} GHz, epoch {MMC_EPOCH:g} s, table off, "
-          f"{sizes.mmc_fast:,} tasks")
-    print(f"  SimPy: Resource(capacity={MMC_C}), one process per customer, "
-          f"{sizes.mmc_simpy:,} customers; Ciw {_ciw_version()}: {sizes.mmc_ciw:,} customers;"
-          f" sim.reference: {sizes.mmc_reference:,} tasks")
+    print(
+        f"M/M/c: c = {MMC_C}, rho = {MMC_RHO}, lambda = {MMC_LAMBDA:g}/s, "
+        f"mu = {MMC_MU:g}/s per core; Erlang C = {erlang_c(MMC_C, MMC_LAMBDA / MMC_MU):.4f},"
+        f" Wq = {wq * 1e3:.4f} ms"
+    )
+    print(
+        f"  fast engine: 1 static vehicle, policy fixed(server 0), size 0 bit, complexity "
+        f"exponential(mean {MMC_SERVER_CPU / MMC_MU:.3g} cycles), 1 server x {MMC_C} cores"
+        f" @ {MMC_SERVER_CPU / 1e9:g} GHz, epoch {MMC_EPOCH:g} s, table off, "
+        f"{sizes.mmc_fast:,} tasks"
+    )
+    print(
+        f"  SimPy: Resource(capacity={MMC_C}), one process per customer, "
+        f"{sizes.mmc_simpy:,} customers; Ciw {_ciw_version()}: {sizes.mmc_ciw:,} customers;"
+        f" sim.reference: {sizes.mmc_reference:,} tasks"
+    )
     results = {}
-    for name, fn, n in (("fast engine", run_mmc_fast, sizes.mmc_fast),
-                        ("SimPy", run_mmc_simpy, sizes.mmc_simpy),
-                        ("Ciw", run_mmc_ciw, sizes.mmc_ciw),
-                        ("reference", run_mmc_reference, sizes.mmc_reference)):
+    for name, fn, n in (
+        ("fast engine", run_mmc_fast, sizes.mmc_fast),
+        ("SimPy", run_mmc_simpy, sizes.mmc_simpy),
+        ("Ciw", run_mmc_ciw, sizes.mmc_ciw),
+        ("reference", run_mmc_reference, sizes.mmc_reference),
+    ):
         log(f"M/M/c {name}: {n:,} tasks")
         r = fn(n)
         results[name] = r
         t = r["timer"]
         rate = r["tasks"] / t.wall
-        add(Row(sec, f"{name} tasks/s", rate, "tasks/s", si(rate, "tasks/s"),
+        add(
+            Row(
+                sec,
+                f"{name} tasks/s",
+                rate,
+                "tasks/s",
+                si(rate, "tasks/s"),
                 notes=f"{r['tasks']:,} tasks in {t.wall:.2f} s; {cpu_note(t)}",
-                extra={"tasks": r["tasks"], "wall_s": t.wall, "cpu_s": t.cpu}))
+                extra={"tasks": r["tasks"], "wall_s": t.wall, "cpu_s": t.cpu},
+            )
+        )
     fast = results["fast engine"]["tasks"] / results["fast engine"]["timer"].wall
-    for name, target in (("SimPy", TARGET_VS_SIMPY), ("Ciw", TARGET_VS_CIW),
-                         ("reference", TARGET_VS_SIMPY)):
+    for name, target in (
+        ("SimPy", TARGET_VS_SIMPY),
+        ("Ciw", TARGET_VS_CIW),
+        ("reference", TARGET_VS_SIMPY),
+    ):
         other = results[name]["tasks"] / results[name]["timer"].wall
         ratio = fast / other
-        cpu_ratio = ((results["fast engine"]["tasks"] / results["fast engine"]["timer"].cpu)
-                     / (results[name]["tasks"] / results[name]["timer"].cpu))
-        add(Row(sec, f"fast / {name}", ratio, "x", f"{ratio:.1f}x", f">= {target:g}x",
-                verdict(ratio >= target), f"on CPU time: {cpu_ratio:.1f}x",
-                extra={"cpu_ratio": cpu_ratio}))
+        cpu_ratio = (results["fast engine"]["tasks"] / results["fast engine"]["timer"].cpu) / (
+            results[name]["tasks"] / results[name]["timer"].cpu
+        )
+        add(
+            Row(
+                sec,
+                f"fast / {name}",
+                ratio,
+                "x",
+                f"{ratio:.1f}x",
+                f">= {target:g}x",
+                verdict(ratio >= target),
+                f"on CPU time: {cpu_ratio:.1f}x",
+                extra={"cpu_ratio": cpu_ratio},
+            )
+        )
     for name, r in results.items():
         dev = r["wq"] / wq - 1.0
         se_rel = r["wq_se"] / wq
         ok = abs(dev) <= 3 * se_rel + 0.005
-        add(Row(sec, f"{name} mean wait", r["wq"], "s",
-                f"{r['wq'] * 1e3:.4f} ms ({dev:+.1%})", f"Erlang C {wq * 1e3:.4f} ms",
-                verdict(ok), f"+-{se_rel:.1%} (1 s.e., {N_BATCHES} batch means); "
-                "pass: |dev| <= 3 s.e. + 0.5%",
-                extra={"erlang_wq": wq, "se": r["wq_se"], "deviation": dev}))
+        add(
+            Row(
+                sec,
+                f"{name} mean wait",
+                r["wq"],
+                "s",
+                f"{r['wq'] * 1e3:.4f} ms ({dev:+.1%})",
+                f"Erlang C {wq * 1e3:.4f} ms",
+                verdict(ok),
+                f"+-{se_rel:.1%} (1 s.e., {N_BATCHES} batch means); pass: |dev| <= 3 s.e. + 0.5%",
+                extra={"erlang_wq": wq, "se": r["wq_se"], "deviation": dev},
+            )
+        )
 
 
 def _ciw_version() -> str:
@@ -422,8 +487,9 @@ def _ciw_version() -> str:
 
 
 # --------------------------------------------------------------------------- scaled world
-def world_scenario(n_vehicles: int, policy: str, horizon: float, epoch: float,
-                   table: bool = False) -> Scenario:
+def world_scenario(
+    n_vehicles: int, policy: str, horizon: float, epoch: float, table: bool = False
+) -> Scenario:
     """The quickstart world scaled to ``n_vehicles`` at the quickstart's vehicle density.
 
     Servers: one per WORLD_VEHICLES_PER_SERVER vehicles on a grid; the square area keeps
@@ -438,8 +504,7 @@ def world_scenario(n_vehicles: int, policy: str, horizon: float, epoch: float,
         name=f"bench_world_{n_vehicles}",
         engine={"horizon": horizon, "epoch": epoch},
         vehicles={"count": n_vehicles},
-        servers={"count": max(1, n_vehicles // WORLD_VEHICLES_PER_SERVER),
-                 "placement": "grid"},
+        servers={"count": max(1, n_vehicles // WORLD_VEHICLES_PER_SERVER), "placement": "grid"},
         mobility={"step": max(epoch, 0.1), "area": {"width": side, "height": side}},
         tasks={"arrival_rate": WORLD_ARRIVAL_RATE},
         policy=policy,
@@ -450,13 +515,18 @@ def world_scenario(n_vehicles: int, policy: str, horizon: float, epoch: float,
 def describe_world(sc: Scenario, timing: bool = True) -> str:
     s = sc.servers
     a = sc.mobility.area
-    return (f"{sc.vehicles.count} vehicles, {s.count} servers ({s.placement}, "
-            f"{s.cores} core @ {s.cpu / 1e9:g} GHz, {s.bandwidth / 1e6:g} MHz), "
-            f"{a.width / 1e3:g} x {a.height / 1e3:g} km, {sc.mobility.model} "
-            f"{sc.mobility.speed[0]:g}-{sc.mobility.speed[1]:g} m/s step "
-            f"{sc.mobility.step * 1e3:g} ms, {sc.tasks.arrival_rate:g} tasks/s per vehicle"
-            + (f", epoch {sc.engine.epoch * 1e3:g} ms, horizon {sc.engine.horizon:g} s"
-               if timing else ""))
+    return (
+        f"{sc.vehicles.count} vehicles, {s.count} servers ({s.placement}, "
+        f"{s.cores} core @ {s.cpu / 1e9:g} GHz, {s.bandwidth / 1e6:g} MHz), "
+        f"{a.width / 1e3:g} x {a.height / 1e3:g} km, {sc.mobility.model} "
+        f"{sc.mobility.speed[0]:g}-{sc.mobility.speed[1]:g} m/s step "
+        f"{sc.mobility.step * 1e3:g} ms, {sc.tasks.arrival_rate:g} tasks/s per vehicle"
+        + (
+            f", epoch {sc.engine.epoch * 1e3:g} ms, horizon {sc.engine.horizon:g} s"
+            if timing
+            else ""
+        )
+    )
 
 
 def run_world(sc: Scenario) -> tuple[int, Timer, dict]:
@@ -490,8 +560,10 @@ def run_full(sc: Scenario, out_dir: Path) -> tuple[int, str]:
             res = simulate(sc, sink)
         finally:
             sink.close()
-        return res.n_tasks, "simulate() into sim.runner.RunSink (run_scenario: " \
-            "sim.provenance not present yet)"
+        return (
+            res.n_tasks,
+            "simulate() into sim.runner.RunSink (run_scenario: sim.provenance not present yet)",
+        )
     n = int(run.summary["n_tasks"]) + int(run.summary.get("n_warmup_excluded") or 0)
     return n, "run_scenario(write=True)"
 
@@ -500,9 +572,11 @@ def bench_world(sizes: Sizes) -> None:
     sec = "2 scaled world"
     policies = ("nearest", "greedy")
     sc = world_scenario(WORLD_VEHICLES, "nearest", 1.0, 0.1)
-    print(f"Scaled world (quickstart at its vehicle density): {describe_world(sc, False)}; "
-          f"mobility step = max(epoch, 100 ms); epochs and horizons: "
-          + ", ".join(f"{e * 1e3:g} ms / {h:g} s" for e, h in sizes.world_horizon.items()))
+    print(
+        f"Scaled world (quickstart at its vehicle density): {describe_world(sc, False)}; "
+        f"mobility step = max(epoch, 100 ms); epochs and horizons: "
+        + ", ".join(f"{e * 1e3:g} ms / {h:g} s" for e, h in sizes.world_horizon.items())
+    )
     print(f"  summary-only sink: {summary_sink_kind()}")
     for epoch, horizon in sizes.world_horizon.items():
         for policy in policies:
@@ -514,18 +588,36 @@ def bench_world(sizes: Sizes) -> None:
             notes = f"{n:,} tasks, {horizon:g} s simulated, {t.wall:.2f} s; "
             if lat is not None:
                 notes += f"mean latency {lat * 1e3:.2f} ms; "
-            add(Row(sec, f"{policy}, epoch {epoch * 1e3:g} ms, summary only", rate,
-                    "tasks/s", si(rate, "tasks/s"), f">= {si(TARGET_WORLD_RATE)}/s",
-                    verdict(rate >= TARGET_WORLD_RATE), notes + cpu_note(t),
-                    extra={"tasks": n, "wall_s": t.wall, "cpu_s": t.cpu, "epoch": epoch,
-                           "horizon": horizon, "policy": policy}))
+            add(
+                Row(
+                    sec,
+                    f"{policy}, epoch {epoch * 1e3:g} ms, summary only",
+                    rate,
+                    "tasks/s",
+                    si(rate, "tasks/s"),
+                    f">= {si(TARGET_WORLD_RATE)}/s",
+                    verdict(rate >= TARGET_WORLD_RATE),
+                    notes + cpu_note(t),
+                    extra={
+                        "tasks": n,
+                        "wall_s": t.wall,
+                        "cpu_s": t.cpu,
+                        "epoch": epoch,
+                        "horizon": horizon,
+                        "policy": policy,
+                    },
+                )
+            )
     # with the Parquet task table, through run_scenario
     epoch = WORLD_EPOCHS[0]
     name = f"nearest, epoch {epoch * 1e3:g} ms, with Parquet table"
     target = f">= {si(TARGET_WORLD_RATE)}/s"
     if importlib.util.find_spec("sim.records") is None:
-        add(Row(sec, name, None, "tasks/s", "skipped", target, "SKIP",
-                "sim.records not present yet"))
+        add(
+            Row(
+                sec, name, None, "tasks/s", "skipped", target, "SKIP", "sim.records not present yet"
+            )
+        )
         return
     sc = world_scenario(WORLD_VEHICLES, "nearest", sizes.table_horizon, epoch, table=True)
     log(f"world nearest with Parquet table, horizon {sizes.table_horizon:g} s")
@@ -538,12 +630,20 @@ def bench_world(sizes: Sizes) -> None:
             return
         size = sum(p.stat().st_size for p in Path(tmp).rglob("*.parquet"))
     rate = n / t.wall
-    add(Row(sec, name, rate, "tasks/s", si(rate, "tasks/s"), target,
+    add(
+        Row(
+            sec,
+            name,
+            rate,
+            "tasks/s",
+            si(rate, "tasks/s"),
+            target,
             verdict(rate >= TARGET_WORLD_RATE),
             f"{n:,} tasks, {sizes.table_horizon:g} s simulated, {t.wall:.2f} s, "
             f"{size / 1e6:.0f} MB Parquet; {how}; {cpu_note(t)}",
-            extra={"tasks": n, "wall_s": t.wall, "cpu_s": t.cpu, "parquet_bytes": size,
-                   "how": how}))
+            extra={"tasks": n, "wall_s": t.wall, "cpu_s": t.cpu, "parquet_bytes": size, "how": how},
+        )
+    )
 
 
 def bench_reference(sizes: Sizes) -> None:
@@ -576,22 +676,54 @@ def bench_reference(sizes: Sizes) -> None:
     both = np.isfinite(comp) & np.isfinite(fast_comp)
     same_status = bool(np.array_equal(np.isfinite(comp), np.isfinite(fast_comp)))
     err = float(np.max(np.abs(comp[both] - fast_comp[both]))) if both.any() else 0.0
-    add(Row(sec, f"fast engine, {REF_VEHICLES}-vehicle slice", fast_rate, "tasks/s",
-            si(fast_rate, "tasks/s"), notes=f"{n_fast:,} tasks in {t_fast.wall:.3f} s "
-            f"(best of 3); {cpu_note(t_fast)}",
-            extra={"tasks": n_fast, "wall_s": t_fast.wall, "cpu_s": t_fast.cpu}))
-    add(Row(sec, f"reference (sim.reference), {REF_VEHICLES}-vehicle slice", ref_rate,
-            "tasks/s", si(ref_rate, "tasks/s"),
+    add(
+        Row(
+            sec,
+            f"fast engine, {REF_VEHICLES}-vehicle slice",
+            fast_rate,
+            "tasks/s",
+            si(fast_rate, "tasks/s"),
+            notes=f"{n_fast:,} tasks in {t_fast.wall:.3f} s (best of 3); {cpu_note(t_fast)}",
+            extra={"tasks": n_fast, "wall_s": t_fast.wall, "cpu_s": t_fast.cpu},
+        )
+    )
+    add(
+        Row(
+            sec,
+            f"reference (sim.reference), {REF_VEHICLES}-vehicle slice",
+            ref_rate,
+            "tasks/s",
+            si(ref_rate, "tasks/s"),
             notes=f"{len(ref):,} tasks in {t_ref.wall:.2f} s; {cpu_note(t_ref)}",
-            extra={"tasks": len(ref), "wall_s": t_ref.wall, "cpu_s": t_ref.cpu}))
+            extra={"tasks": len(ref), "wall_s": t_ref.wall, "cpu_s": t_ref.cpu},
+        )
+    )
     ratio = fast_rate / ref_rate
     cpu_ratio = (n_fast / t_fast.cpu) / (len(ref) / t_ref.cpu)
-    add(Row(sec, "fast / reference (same slice)", ratio, "x", f"{ratio:.1f}x",
-            f">= {TARGET_VS_SIMPY:g}x", verdict(ratio >= TARGET_VS_SIMPY),
-            f"on CPU time: {cpu_ratio:.1f}x", extra={"cpu_ratio": cpu_ratio}))
-    add(Row(sec, "reference agrees with fast engine", err, "s",
-            f"max |d completion| {err:.1e} s", "<= 1e-9 s, same tasks completed",
-            verdict(err <= 1e-9 and same_status)))
+    add(
+        Row(
+            sec,
+            "fast / reference (same slice)",
+            ratio,
+            "x",
+            f"{ratio:.1f}x",
+            f">= {TARGET_VS_SIMPY:g}x",
+            verdict(ratio >= TARGET_VS_SIMPY),
+            f"on CPU time: {cpu_ratio:.1f}x",
+            extra={"cpu_ratio": cpu_ratio},
+        )
+    )
+    add(
+        Row(
+            sec,
+            "reference agrees with fast engine",
+            err,
+            "s",
+            f"max |d completion| {err:.1e} s",
+            "<= 1e-9 s, same tasks completed",
+            verdict(err <= 1e-9 and same_status),
+        )
+    )
 
 
 # --------------------------------------------------------------------------- CLI start-up
@@ -599,22 +731,42 @@ def bench_help(repeats: int) -> None:
     sec = "3 CLI"
     script = REPO / "run_sim.py"
     if not script.is_file():
-        add(Row(sec, "run_sim.py --help", None, "s", "skipped", f"< {TARGET_HELP:g} s", "SKIP",
-                "run_sim.py not present"))
+        add(
+            Row(
+                sec,
+                "run_sim.py --help",
+                None,
+                "s",
+                "skipped",
+                f"< {TARGET_HELP:g} s",
+                "SKIP",
+                "run_sim.py not present",
+            )
+        )
         return
     log("run_sim.py --help")
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO,
-                              capture_output=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, str(script), "--help"], cwd=REPO, capture_output=True, check=False
+        )
         times.append(time.perf_counter() - t0)
     best = min(times)
     ok = proc.returncode == 0
-    add(Row(sec, "run_sim.py --help wall time", best, "s", f"{best * 1e3:.0f} ms",
-            f"< {TARGET_HELP * 1e3:.0f} ms", verdict(ok and best < TARGET_HELP),
+    add(
+        Row(
+            sec,
+            "run_sim.py --help wall time",
+            best,
+            "s",
+            f"{best * 1e3:.0f} ms",
+            f"< {TARGET_HELP * 1e3:.0f} ms",
+            verdict(ok and best < TARGET_HELP),
             f"best of {repeats} (median {sorted(times)[len(times) // 2] * 1e3:.0f} ms)"
-            + ("" if ok else f"; exit status {proc.returncode}")))
+            + ("" if ok else f"; exit status {proc.returncode}"),
+        )
+    )
 
 
 # --------------------------------------------------------------------------- city_10k
@@ -629,8 +781,18 @@ def city_child(out_dir: str) -> int:
     with Timer() as t:
         n, how = run_full(sc, Path(out_dir) / "run")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(json.dumps({"tasks": n, "wall_s": t.wall, "cpu_s": t.cpu, "rss_bytes": rss,
-                      "process_wall_s": time.perf_counter() - t_start, "how": how}))
+    print(
+        json.dumps(
+            {
+                "tasks": n,
+                "wall_s": t.wall,
+                "cpu_s": t.cpu,
+                "rss_bytes": rss,
+                "process_wall_s": time.perf_counter() - t_start,
+                "how": how,
+            }
+        )
+    )
     return 0
 
 
@@ -639,30 +801,70 @@ def bench_city() -> None:
     log("city_10k in a subprocess (long)")
     with tempfile.TemporaryDirectory(prefix="bench_city_") as tmp:
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()),
-                               "--city-child", tmp], cwd=REPO, capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--city-child", tmp],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         total = time.perf_counter() - t0
     children_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        add(Row(sec, "city_10k", None, "", "failed", "", "MISS",
-                f"exit status {proc.returncode}: {' | '.join(tail)}"))
+        add(
+            Row(
+                sec,
+                "city_10k",
+                None,
+                "",
+                "failed",
+                "",
+                "MISS",
+                f"exit status {proc.returncode}: {' | '.join(tail)}",
+            )
+        )
         return
     r = json.loads(lines[-1])
     rate = r["tasks"] / r["wall_s"]
     share = r["cpu_s"] / r["wall_s"]
-    add(Row(sec, "city_10k wall time", r["wall_s"], "s", f"{r['wall_s']:.1f} s",
-            f"< {TARGET_CITY_WALL:g} s", verdict(r["wall_s"] < TARGET_CITY_WALL),
+    add(
+        Row(
+            sec,
+            "city_10k wall time",
+            r["wall_s"],
+            "s",
+            f"{r['wall_s']:.1f} s",
+            f"< {TARGET_CITY_WALL:g} s",
+            verdict(r["wall_s"] < TARGET_CITY_WALL),
             f"{r['how']}; whole subprocess {total:.1f} s incl. start-up and warm-up; "
-            f"cpu/wall {share:.2f}", extra=r))
-    add(Row(sec, "city_10k tasks/s", rate, "tasks/s", si(rate, "tasks/s"),
-            notes=f"{r['tasks']:,} tasks"))
-    add(Row(sec, "city_10k peak memory (max RSS)", r["rss_bytes"], "B",
-            f"{r['rss_bytes'] / 2**20:,.0f} MiB", f"< {TARGET_CITY_RSS / 2**30:g} GiB",
+            f"cpu/wall {share:.2f}",
+            extra=r,
+        )
+    )
+    add(
+        Row(
+            sec,
+            "city_10k tasks/s",
+            rate,
+            "tasks/s",
+            si(rate, "tasks/s"),
+            notes=f"{r['tasks']:,} tasks",
+        )
+    )
+    add(
+        Row(
+            sec,
+            "city_10k peak memory (max RSS)",
+            r["rss_bytes"],
+            "B",
+            f"{r['rss_bytes'] / 2**20:,.0f} MiB",
+            f"< {TARGET_CITY_RSS / 2**30:g} GiB",
             verdict(r["rss_bytes"] < TARGET_CITY_RSS),
-            f"child's own getrusage; RUSAGE_CHILDREN {children_rss / 2**20:,.0f} MiB"))
+            f"child's own getrusage; RUSAGE_CHILDREN {children_rss / 2**20:,.0f} MiB",
+        )
+    )
 
 
 # --------------------------------------------------------------------------- profile
@@ -703,21 +905,35 @@ def environment() -> dict[str, Any]:
         load = os.getloadavg()
     except OSError:
         load = (math.nan,) * 3
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "simpy": simpy.__version__, "ciw": _ciw_version(),
-            "cpu": cpu, "cpus_online": os.cpu_count(),
-            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else None,
-            "threads": {k: os.environ[k] for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
-                                                   "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-            "loadavg_start": load}
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "simpy": simpy.__version__,
+        "ciw": _ciw_version(),
+        "cpu": cpu,
+        "cpus_online": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "threads": {
+            k: os.environ[k]
+            for k in (
+                "NUMBA_NUM_THREADS",
+                "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS",
+            )
+        },
+        "loadavg_start": load,
+    }
 
 
 def print_table(rows: list[Row]) -> None:
     headers = ("Measure", "Result", "Target", "", "Notes")
     body = [(r.measure, r.result, r.target, r.status, r.notes) for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(headers[:4])]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+        for i, h in enumerate(headers[:4])
+    ]
     line = "  ".join(h.ljust(w) for h, w in zip(headers[:4], widths, strict=True)) + "  Notes"
     print(line)
     print("-" * min(len(line) + 40, 160))
@@ -730,17 +946,25 @@ def print_table(rows: list[Row]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="smaller task counts (a few seconds)")
-    p.add_argument("--city", action="store_true",
-                   help="also run scenarios/scale/city_10k.yaml in a subprocess (long)")
+    p.add_argument(
+        "--city",
+        action="store_true",
+        help="also run scenarios/scale/city_10k.yaml in a subprocess (long)",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="save the results as JSON")
-    p.add_argument("--profile", action="store_true",
-                   help="also print a cProfile (cumulative, top 25) of the scaled world "
-                        "with policy nearest, epoch 100 ms")
-    p.add_argument("--pin", type=int, metavar="CPU",
-                   help="pin this process (and its subprocesses) to one CPU")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print a cProfile (cumulative, top 25) of the scaled world "
+        "with policy nearest, epoch 100 ms",
+    )
+    p.add_argument(
+        "--pin", type=int, metavar="CPU", help="pin this process (and its subprocesses) to one CPU"
+    )
     p.add_argument("--city-child", metavar="DIR", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -751,12 +975,16 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     env = environment()
-    print(f"bench_engine ({'quick' if args.quick else 'default'} mode), "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-    print(f"Python {env['python']}, NumPy {env['numpy']}, Numba {env['numba']}, "
-          f"SimPy {env['simpy']}, Ciw {env['ciw']}; {env['cpu']}, {env['cpus_online']} CPUs "
-          f"online, affinity {env['affinity']}, thread pools 1; load average at start "
-          f"{env['loadavg_start'][0]:.2f}")
+    print(
+        f"bench_engine ({'quick' if args.quick else 'default'} mode), "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    print(
+        f"Python {env['python']}, NumPy {env['numpy']}, Numba {env['numba']}, "
+        f"SimPy {env['simpy']}, Ciw {env['ciw']}; {env['cpu']}, {env['cpus_online']} CPUs "
+        f"online, affinity {env['affinity']}, thread pools 1; load average at start "
+        f"{env['loadavg_start'][0]:.2f}"
+    )
     started = time.perf_counter()
     log("warming up Numba")
     with Timer() as t_warm:
@@ -776,9 +1004,11 @@ def main(argv: list[str] | None = None) -> int:
     print_table(ROWS)
     print()
     counts = {s: sum(r.status == s for r in ROWS) for s in ("PASS", "MISS", "SKIP")}
-    print(f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['SKIP']} SKIP; "
-          f"benchmark wall time {elapsed:.0f} s; load average now {os.getloadavg()[0]:.2f} "
-          "(cpu/wall < 0.9 in Notes: another process shared the core during that timing)")
+    print(
+        f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['SKIP']} SKIP; "
+        f"benchmark wall time {elapsed:.0f} s; load average now {os.getloadavg()[0]:.2f} "
+        "(cpu/wall < 0.9 in Notes: another process shared the core during that timing)"
+    )
 
     profile = None
     if args.profile:
@@ -786,18 +1016,31 @@ def main(argv: list[str] | None = None) -> int:
         log(f"profiling the scaled world, nearest, epoch 100 ms, horizon {horizon:g} s")
         profile = profile_world(horizon)
         print()
-        print(f"cProfile: scaled world, nearest, epoch 100 ms, horizon {horizon:g} s "
-              "(cumulative, top 25)")
+        print(
+            f"cProfile: scaled world, nearest, epoch 100 ms, horizon {horizon:g} s "
+            "(cumulative, top 25)"
+        )
         print(profile)
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "mode": "quick" if args.quick else "default", "environment": env,
-            "sizes": {**asdict(sizes), "world_horizon": {str(k): v for k, v in
-                                                         sizes.world_horizon.items()}},
-            "results": [asdict(r) for r in ROWS], "wall_s": elapsed,
-            "profile": profile}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "mode": "quick" if args.quick else "default",
+                    "environment": env,
+                    "sizes": {
+                        **asdict(sizes),
+                        "world_horizon": {str(k): v for k, v in sizes.world_horizon.items()},
+                    },
+                    "results": [asdict(r) for r in ROWS],
+                    "wall_s": elapsed,
+                    "profile": profile,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         print(f"results saved to {args.json}")
     return 0
 

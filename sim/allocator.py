@@ -33,8 +33,10 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    ok = (mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
-          and mallopt(_M_TRIM_THRESHOLD, 512 << 20) == 1
-          and mallopt(_M_TOP_PAD, 64 << 20) == 1)
+    ok = (
+        mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
+        and mallopt(_M_TRIM_THRESHOLD, 512 << 20) == 1
+        and mallopt(_M_TOP_PAD, 64 << 20) == 1
+    )
     _done = ok
     return ok

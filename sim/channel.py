@@ -18,15 +18,17 @@ def shannon_rate(bandwidth, rx_power, noise_plus_interference):
     return bandwidth * np.log2(1.0 + rx_power / noise_plus_interference)
 
 
-def path_gain(distance, reference_gain: float, reference_distance: float, exponent: float,
-              min_distance: float):
+def path_gain(
+    distance, reference_gain: float, reference_distance: float, exponent: float, min_distance: float
+):
     """h = g0 (d / d0)^-alpha of eq. [3], with d clipped below at ``min_distance``."""
     d = np.maximum(distance, min_distance)
     return reference_gain * (d / reference_distance) ** (-exponent)
 
 
-def gain_matrix(vehicles: np.ndarray, servers: np.ndarray, cfg, out: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def gain_matrix(
+    vehicles: np.ndarray, servers: np.ndarray, cfg, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Path gain (N, M) and squared distance (N, M) between every vehicle and server."""
     n, m = vehicles.shape[0], servers.shape[0]
     gain = np.empty((n, m)) if out is None else out
@@ -34,7 +36,7 @@ def gain_matrix(vehicles: np.ndarray, servers: np.ndarray, cfg, out: np.ndarray 
     rows = max(1, _CHUNK // max(m, 1))
     half_exp = -0.5 * cfg.path_loss_exponent
     d0 = cfg.reference_distance
-    dmin2 = cfg.min_distance ** 2
+    dmin2 = cfg.min_distance**2
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
         dx = vehicles[lo:hi, 0:1] - servers[None, :, 0]
@@ -66,8 +68,9 @@ def fading_power(rng: np.random.Generator, model: str, rician_k: float, shape) -
     raise ValueError(f"unknown fading model {model!r}; known: none, rayleigh, rician")
 
 
-def interference(gain: np.ndarray, serving: np.ndarray, power: np.ndarray, activity: float
-                 ) -> np.ndarray:
+def interference(
+    gain: np.ndarray, serving: np.ndarray, power: np.ndarray, activity: float
+) -> np.ndarray:
     """Mean co-channel interference I_j [W] at each server (mean-field).
 
     Vehicles share their own server's band orthogonally, so only vehicles served by another
@@ -114,14 +117,23 @@ def pair_gain(vx, vy, sx, sy, reference_gain, reference_distance, exponent, min_
 
 
 @njit(cache=True)
-def _pair_gains(vehicles, servers, vehicle, server, reference_gain, reference_distance,
-                exponent, min_distance):
+def _pair_gains(
+    vehicles, servers, vehicle, server, reference_gain, reference_distance, exponent, min_distance
+):
     out = np.empty(vehicle.shape[0])
     for k in range(vehicle.shape[0]):
         v = vehicle[k]
         s = server[k]
-        out[k] = pair_gain(vehicles[v, 0], vehicles[v, 1], servers[s, 0], servers[s, 1],
-                           reference_gain, reference_distance, exponent, min_distance)
+        out[k] = pair_gain(
+            vehicles[v, 0],
+            vehicles[v, 1],
+            servers[s, 0],
+            servers[s, 1],
+            reference_gain,
+            reference_distance,
+            exponent,
+            min_distance,
+        )
     return out
 
 
@@ -133,8 +145,15 @@ class ChannelState:
     needs only its vehicles' serving cells never pays for N x M work.
     """
 
-    def __init__(self, vehicles: np.ndarray, servers: np.ndarray, cfg, power_max: np.ndarray,
-                 fading: np.ndarray | None, k_candidates: int) -> None:
+    def __init__(
+        self,
+        vehicles: np.ndarray,
+        servers: np.ndarray,
+        cfg,
+        power_max: np.ndarray,
+        fading: np.ndarray | None,
+        k_candidates: int,
+    ) -> None:
         self.vehicles = vehicles
         self.servers = servers
         self.cfg = cfg
@@ -163,12 +182,20 @@ class ChannelState:
         without computing the full matrix."""
         if self._gain is not None:
             return self._gain[vehicle, server]
-        vehicle, server = np.broadcast_arrays(np.asarray(vehicle, dtype=np.int64),
-                                              np.asarray(server, dtype=np.int64))
+        vehicle, server = np.broadcast_arrays(
+            np.asarray(vehicle, dtype=np.int64), np.asarray(server, dtype=np.int64)
+        )
         c = self.cfg
-        g = _pair_gains(self.vehicles, self.servers, vehicle.ravel(), server.ravel(),
-                        c.reference_gain, c.reference_distance, c.path_loss_exponent,
-                        c.min_distance).reshape(vehicle.shape)
+        g = _pair_gains(
+            self.vehicles,
+            self.servers,
+            vehicle.ravel(),
+            server.ravel(),
+            c.reference_gain,
+            c.reference_distance,
+            c.path_loss_exponent,
+            c.min_distance,
+        ).reshape(vehicle.shape)
         if self.fading is not None:
             g *= self.fading[vehicle, server]
         return g
@@ -202,8 +229,9 @@ class ChannelState:
         if self._interference is None:
             icfg = self.cfg.interference
             if icfg.enabled:
-                self._interference = interference(self.gain, self.nearest, self.power_max,
-                                                  icfg.activity)
+                self._interference = interference(
+                    self.gain, self.nearest, self.power_max, icfg.activity
+                )
             else:
                 self._interference = np.zeros(self.servers.shape[0])
         return self._interference

@@ -33,8 +33,9 @@ def arg(*names: Any, **options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return names, options
 
 
-def command(name: str, help: str, *arguments: tuple[tuple[Any, ...], dict[str, Any]]
-            ) -> Callable[[Handler], Handler]:
+def command(
+    name: str, help: str, *arguments: tuple[tuple[Any, ...], dict[str, Any]]
+) -> Callable[[Handler], Handler]:
     """Register the decorated function as subcommand ``name`` taking ``arguments``."""
 
     def register(handler: Handler) -> Handler:
@@ -67,17 +68,25 @@ def _summary_lines(out_dir: Path | None, summary: dict[str, Any]) -> list[str]:
     tasks = summary.get("n_tasks")
     count = tasks if isinstance(tasks, numbers.Integral) else _format(tasks, 1, "")
     lines.append(f"tasks:           {count}")
-    lines.append(f"latency:         mean {_format(summary.get('latency_mean'), 1e3, 'ms')}, "
-                 f"p95 {_format(summary.get('latency_p95'), 1e3, 'ms')}")
+    lines.append(
+        f"latency:         mean {_format(summary.get('latency_mean'), 1e3, 'ms')}, "
+        f"p95 {_format(summary.get('latency_p95'), 1e3, 'ms')}"
+    )
     lines.append(f"energy per task: {_format(summary.get('energy_mean'), 1, 'J')}")
     lines.append(f"deadline misses: {_format(summary.get('deadline_miss_rate'), 100, '%')}")
     return lines
 
 
 @command(
-    "run", "simulate a scenario and write its results folder (the default command)",
-    arg("file", nargs="?", type=Path, metavar="FILE",
-        help=f"scenario file (default: {DEFAULT_SCENARIO})"),
+    "run",
+    "simulate a scenario and write its results folder (the default command)",
+    arg(
+        "file",
+        nargs="?",
+        type=Path,
+        metavar="FILE",
+        help=f"scenario file (default: {DEFAULT_SCENARIO})",
+    ),
     arg("--out", type=Path, metavar="DIR", help="results folder (default: results/NAME/TIME)"),
     arg("--quiet", action="store_true", help="no progress; print only the results folder"),
     arg("--seed", type=int, metavar="N", help="root seed, replacing the scenario's"),
@@ -108,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 @command(
-    "validate", "check scenario files without running them",
+    "validate",
+    "check scenario files without running them",
     arg("files", nargs="+", type=Path, metavar="FILE", help="scenario files"),
 )
 def validate(args: argparse.Namespace) -> int:
@@ -123,8 +133,10 @@ def validate(args: argparse.Namespace) -> int:
             _report(exc)
             status = EXIT_USAGE
             continue
-        print(f"{path}: ok ({s.vehicles.count} vehicles, {s.servers.count} servers, "
-              f"policy {s.policy.id})")
+        print(
+            f"{path}: ok ({s.vehicles.count} vehicles, {s.servers.count} servers, "
+            f"policy {s.policy.id})"
+        )
     return status
 
 
@@ -144,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_sim.py",
         description="Discrete-event simulator of vehicular edge networks. Without a command, "
-                    "'run' is assumed: 'run_sim.py my.yaml' runs my.yaml, 'run_sim.py' runs "
-                    f"{DEFAULT_SCENARIO}.",
+        "'run' is assumed: 'run_sim.py my.yaml' runs my.yaml, 'run_sim.py' runs "
+        f"{DEFAULT_SCENARIO}.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, arguments, handler) in _COMMANDS.items():

@@ -53,9 +53,16 @@ def _noise(v: Any) -> float:
     return parse_quantity(v, "power")
 
 
-NoiseLevel = Annotated[float, BeforeValidator(_noise), WithJsonSchema({
-    "anyOf": [{"type": "number"}, {"type": "string"}],
-    "description": "noise power (e.g. -70 dBm) or density (e.g. -174 dBm/Hz)"})]
+NoiseLevel = Annotated[
+    float,
+    BeforeValidator(_noise),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number"}, {"type": "string"}],
+            "description": "noise power (e.g. -70 dBm) or density (e.g. -174 dBm/Hz)",
+        }
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -104,8 +111,11 @@ def _distribution(dimension: str):
         if isinstance(v, (list, tuple)):
             if len(v) != 2:
                 raise ValueError("a range is written [low, high]")
-            return {"kind": "uniform", "low": parse_quantity(v[0], dimension),
-                    "high": parse_quantity(v[1], dimension)}
+            return {
+                "kind": "uniform",
+                "low": parse_quantity(v[0], dimension),
+                "high": parse_quantity(v[1], dimension),
+            }
         if isinstance(v, dict):
             out = dict(v)
             for key in ("value", "low", "high", "mean"):
@@ -126,20 +136,29 @@ CyclesDistribution = Annotated[Distribution, _distribution("cycles")]
 
 # --------------------------------------------------------------------------- sections
 class Engine(Strict):
-    horizon: Seconds = Field(10.0, gt=0, le=1e7, description="simulated time [s]; tasks "
-                             "arrive in [0, horizon), those still in flight are drained")
-    epoch: Seconds = Field(0.01, gt=0, description="decision epoch [s]: arrivals of an epoch "
-                           "are decided as one batch")
-    warmup: Seconds = Field(0.0, ge=0, description="tasks arriving before this time [s] are "
-                            "simulated and recorded but left out of the summary")
+    horizon: Seconds = Field(
+        10.0,
+        gt=0,
+        le=1e7,
+        description="simulated time [s]; tasks "
+        "arrive in [0, horizon), those still in flight are drained",
+    )
+    epoch: Seconds = Field(
+        0.01, gt=0, description="decision epoch [s]: arrivals of an epoch are decided as one batch"
+    )
+    warmup: Seconds = Field(
+        0.0,
+        ge=0,
+        description="tasks arriving before this time [s] are "
+        "simulated and recorded but left out of the summary",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> Engine:
         if self.epoch > self.horizon:
             raise ValueError(f"epoch ({self.epoch} s) is longer than horizon ({self.horizon} s)")
         if self.warmup >= self.horizon:
-            raise ValueError(f"warmup ({self.warmup} s) must end before horizon "
-                             f"({self.horizon} s)")
+            raise ValueError(f"warmup ({self.warmup} s) must end before horizon ({self.horizon} s)")
         return self
 
 
@@ -149,8 +168,9 @@ class Vehicles(Strict):
     power_max: Watts = Field(1.0, gt=0, description="maximum transmit power P_max [W] (19g)")
     energy_coefficient: float = Field(1e-27, ge=0, description="kappa of eq. [16] [J s^2/cycle^3]")
     semantic_accuracy: float = Field(1.0, gt=0, le=1, description="sigma_i of eq. [12]")
-    energy_budget: Joules | None = Field(None, gt=0, description="E_max per task [J] (19c); "
-                                         "unset: no budget")
+    energy_budget: Joules | None = Field(
+        None, gt=0, description="E_max per task [J] (19c); unset: no budget"
+    )
     queue: Literal["fifo", "priority"] = Field("fifo", description="local CPU discipline")
     uplink_queue: Literal["fifo", "priority"] = Field("fifo", description="uplink discipline")
 
@@ -167,23 +187,28 @@ class ServerSpec(Strict):
 class Servers(Strict):
     count: int = Field(2, ge=1, le=100_000, description="number of edge servers M")
     placement: Literal["grid", "line", "list"] = Field(
-        "grid", description="grid: a near-square grid over the area; line: evenly along the "
-        "x axis at mid height; list: the positions given in 'sites'")
+        "grid",
+        description="grid: a near-square grid over the area; line: evenly along the "
+        "x axis at mid height; list: the positions given in 'sites'",
+    )
     sites: list[ServerSpec] = Field(default_factory=list, description="servers placed by hand")
     cpu: Hertz = Field(10e9, gt=0, description="edge CPU capacity per core C_j [cycles/s]")
     cores: int = Field(1, ge=1, le=4096, description="cores per server c")
     bandwidth: Hertz = Field(10e6, gt=0, description="B_max shared by the server's vehicles")
     semantic_accuracy: float = Field(1.0, gt=0, le=1, description="sigma_j of eq. [13]")
-    energy_coefficient: float = Field(0.0, ge=0, description="kappa of the edge CPU; 0 "
-                                      "leaves edge energy out")
+    energy_coefficient: float = Field(
+        0.0, ge=0, description="kappa of the edge CPU; 0 leaves edge energy out"
+    )
     queue: Literal["fifo", "priority"] = Field("fifo", description="edge CPU discipline")
 
     @model_validator(mode="after")
     def _sites(self) -> Servers:
         if self.placement == "list":
             if len(self.sites) != self.count:
-                raise ValueError(f"placement 'list' needs one entry in 'sites' per server: "
-                                 f"count is {self.count}, sites has {len(self.sites)}")
+                raise ValueError(
+                    f"placement 'list' needs one entry in 'sites' per server: "
+                    f"count is {self.count}, sites has {len(self.sites)}"
+                )
         elif self.sites:
             raise ValueError("'sites' is only read with placement: list")
         return self
@@ -199,14 +224,19 @@ class Mobility(Strict):
     step: Seconds = Field(0.1, gt=0, description="mobility and fading update period [s]")
     area: Area = Field(default_factory=Area)
     speed: tuple[MetresPerSecond, MetresPerSecond] = Field(
-        (10.0, 30.0), description="[min, max] speed [m/s]")
+        (10.0, 30.0), description="[min, max] speed [m/s]"
+    )
     pause: Seconds = Field(0.0, ge=0, description="random waypoint pause at each waypoint [s]")
     lanes: int = Field(3, ge=1, le=64, description="highway lanes per direction")
     lane_width: Metres = Field(3.5, gt=0)
     bidirectional: bool = True
     block: Metres = Field(200.0, gt=0, description="Manhattan grid block length [m]")
-    turn_probability: float = Field(0.5, ge=0, le=1, description="Manhattan: chance to turn "
-                                    "at a junction (left and right equally likely)")
+    turn_probability: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Manhattan: chance to turn at a junction (left and right equally likely)",
+    )
 
     @field_validator("speed")
     @classmethod
@@ -218,13 +248,18 @@ class Mobility(Strict):
 
 class Fading(Strict):
     model: Literal["none", "rayleigh", "rician"] = "none"
-    rician_k: Ratio = Field(10 ** 0.3, ge=0, description="Rician K factor (linear or dB)")
+    rician_k: Ratio = Field(10**0.3, ge=0, description="Rician K factor (linear or dB)")
 
 
 class Interference(Strict):
     enabled: bool = False
-    activity: float = Field(0.1, ge=0, le=1, description="chance that a co-channel vehicle of "
-                            "another cell transmits at a given moment (mean-field)")
+    activity: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="chance that a co-channel vehicle of "
+        "another cell transmits at a given moment (mean-field)",
+    )
 
 
 class Channel(Strict):
@@ -234,10 +269,13 @@ class Channel(Strict):
     min_distance: Metres = Field(1.0, gt=0, description="distances are clipped below this")
     noise: NoiseLevel = Field(1e-10, gt=0, description="N0 [W] or [W/Hz]")
     noise_kind: Literal["total", "density"] = Field(
-        "total", description="total: noise power over the allocated band (default; -70 dBm); "
-        "density: noise per hertz, multiplied by the allocated bandwidth")
-    semantic_efficiency: float = Field(1.0, ge=0, le=1, description="sigma_ij scaling "
-                                       "transmitted bits (D sigma_ij)")
+        "total",
+        description="total: noise power over the allocated band (default; -70 dBm); "
+        "density: noise per hertz, multiplied by the allocated bandwidth",
+    )
+    semantic_efficiency: float = Field(
+        1.0, ge=0, le=1, description="sigma_ij scaling transmitted bits (D sigma_ij)"
+    )
     semantic_efficiency_min: float = Field(0.5, ge=0, le=1, description="sigma_min (19f)")
     fading: Fading = Field(default_factory=Fading)
     interference: Interference = Field(default_factory=Interference)
@@ -245,28 +283,36 @@ class Channel(Strict):
     @model_validator(mode="after")
     def _sigma(self) -> Channel:
         if self.semantic_efficiency < self.semantic_efficiency_min:
-            raise ValueError(f"semantic_efficiency ({self.semantic_efficiency}) is below "
-                             f"semantic_efficiency_min ({self.semantic_efficiency_min}) (19f)")
+            raise ValueError(
+                f"semantic_efficiency ({self.semantic_efficiency}) is below "
+                f"semantic_efficiency_min ({self.semantic_efficiency_min}) (19f)"
+            )
         return self
 
 
 class Priority(Strict):
     phi: float = Field(1e-6, description="weight of complexity in P = phi s_c [2] [1/cycle]")
-    beta: float = Field(-100.0, description="weight of slack in S = P + beta (L_D - t) [7] "
-                        "[1/s]; negative favours the more urgent task")
+    beta: float = Field(
+        -100.0,
+        description="weight of slack in S = P + beta (L_D - t) [7] "
+        "[1/s]; negative favours the more urgent task",
+    )
 
 
 class Tasks(Strict):
     arrival_rate: PerSecond = Field(10.0, ge=0, description="Poisson rate lambda_i per vehicle")
     size: BitsDistribution = Field(
         default_factory=lambda: Distribution(kind="uniform", low=1e4, high=2e4),
-        description="data size D [bits]")
+        description="data size D [bits]",
+    )
     complexity: CyclesDistribution = Field(
         default_factory=lambda: Distribution(kind="uniform", low=1e6, high=2e6),
-        description="semantic complexity s_c [cycles]")
+        description="semantic complexity s_c [cycles]",
+    )
     deadline: Seconds = Field(0.05, gt=0, description="relative deadline L_D [s]")
-    drop_expired: bool = Field(False, description="drop a task at a queue when it would "
-                               "start service after its deadline")
+    drop_expired: bool = Field(
+        False, description="drop a task at a queue when it would start service after its deadline"
+    )
     priority: Priority = Field(default_factory=Priority)
 
 
@@ -281,11 +327,18 @@ class Policy(Strict):
 
 
 class Output(Strict):
-    task_table: bool = Field(True, description="write the per-task Parquet table; off keeps "
-                             "only the streaming summary (bounded memory and disk)")
+    task_table: bool = Field(
+        True,
+        description="write the per-task Parquet table; off keeps "
+        "only the streaming summary (bounded memory and disk)",
+    )
     plots: bool = True
-    chunk_rows: int = Field(1_000_000, ge=1000, le=50_000_000,
-                            description="rows buffered before a Parquet row group is written")
+    chunk_rows: int = Field(
+        1_000_000,
+        ge=1000,
+        le=50_000_000,
+        description="rows buffered before a Parquet row group is written",
+    )
 
 
 def _policy(v: Any) -> Any:
@@ -317,19 +370,27 @@ class Scenario(Strict):
     def _cross(self) -> Scenario:
         ratio = self.mobility.step / self.engine.epoch
         if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6 * ratio:
-            raise ValueError(f"mobility.step ({self.mobility.step} s) must be a whole number "
-                             f"of engine.epoch ({self.engine.epoch} s): positions and the "
-                             f"channel are held for whole decision epochs")
+            raise ValueError(
+                f"mobility.step ({self.mobility.step} s) must be a whole number "
+                f"of engine.epoch ({self.engine.epoch} s): positions and the "
+                f"channel are held for whole decision epochs"
+            )
         n_steps = self.engine.horizon / self.mobility.step
         if n_steps > 1e8:
-            raise ValueError(f"mobility.step ({self.mobility.step} s) gives {n_steps:.3g} "
-                             f"steps over the horizon; at most 1e8 are allowed")
+            raise ValueError(
+                f"mobility.step ({self.mobility.step} s) gives {n_steps:.3g} "
+                f"steps over the horizon; at most 1e8 are allowed"
+            )
         if self.engine.horizon / self.engine.epoch > 1e8:
             raise ValueError("engine.epoch is too short for the horizon: at most 1e8 epochs")
         if self.channel.noise_kind == "density" and self.channel.noise > 1e-9:
-            raise ValueError(f"channel.noise ({self.channel.noise} W/Hz) is implausibly large "
-                             f"for a noise density; did you mean noise_kind: total?")
+            raise ValueError(
+                f"channel.noise ({self.channel.noise} W/Hz) is implausibly large "
+                f"for a noise density; did you mean noise_kind: total?"
+            )
         if self.channel.noise_kind == "total" and self.channel.noise > 1e-3:
-            raise ValueError(f"channel.noise ({self.channel.noise} W) is implausibly large "
-                             f"for a total noise power; did you mean noise_kind: density?")
+            raise ValueError(
+                f"channel.noise ({self.channel.noise} W) is implausibly large "
+                f"for a total noise power; did you mean noise_kind: density?"
+            )
         return self

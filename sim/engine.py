@@ -32,10 +32,32 @@ from sim.world import World
 
 # Columns of the per-task table, in order (see sim.records.TASK_SCHEMA).
 RECORD_COLUMNS = (
-    "task_id", "vehicle", "arrival", "size_bits", "cycles", "deadline", "priority",
-    "offload", "server", "share", "power", "rate", "tx_start", "tx_time", "wait_uplink",
-    "compute_start", "wait_compute", "compute_time", "completion", "latency", "energy",
-    "edge_energy", "cost", "status", "deadline_met", "in_flight",
+    "task_id",
+    "vehicle",
+    "arrival",
+    "size_bits",
+    "cycles",
+    "deadline",
+    "priority",
+    "offload",
+    "server",
+    "share",
+    "power",
+    "rate",
+    "tx_start",
+    "tx_time",
+    "wait_uplink",
+    "compute_start",
+    "wait_compute",
+    "compute_time",
+    "completion",
+    "latency",
+    "energy",
+    "edge_energy",
+    "cost",
+    "status",
+    "deadline_met",
+    "in_flight",
 )
 
 
@@ -51,8 +73,12 @@ class QueueState:
     @classmethod
     def make(cls, cores: np.ndarray) -> QueueState:
         cores = np.asarray(cores, dtype=np.int64)
-        return cls(np.zeros((cores.shape[0], int(cores.max()))), cores,
-                   np.zeros(cores.shape[0]), np.zeros(cores.shape[0]))
+        return cls(
+            np.zeros((cores.shape[0], int(cores.max()))),
+            cores,
+            np.zeros(cores.shape[0]),
+            np.zeros(cores.shape[0]),
+        )
 
 
 @dataclass
@@ -107,11 +133,11 @@ class Engine:
         self.n_epochs = 0
         v, s, c = sc.vehicles, sc.servers, sc.channel
         self._local_factor = v.semantic_accuracy / self.world.vehicle_cpu  # s per cycle
-        self._local_energy = v.energy_coefficient * self.world.vehicle_cpu ** 2 \
-            * v.semantic_accuracy  # J per cycle
+        self._local_energy = (
+            v.energy_coefficient * self.world.vehicle_cpu**2 * v.semantic_accuracy
+        )  # J per cycle
         self._edge_factor = s.semantic_accuracy / self.world.server_cpu
-        self._edge_energy = s.energy_coefficient * self.world.server_cpu ** 2 \
-            * s.semantic_accuracy
+        self._edge_energy = s.energy_coefficient * self.world.server_cpu**2 * s.semantic_accuracy
         self._sigma_ij = c.semantic_efficiency
         self._w1 = sc.cost.latency_weight
         self._drop = sc.tasks.drop_expired
@@ -125,8 +151,7 @@ class Engine:
         self._serve(math.inf)  # drain what is still queued at the horizon
         if self.inflight and self.inflight["task_id"].shape[0]:
             raise SimError("tasks left unserved after the drain")  # pragma: no cover
-        return EngineResult(self.n_tasks, self.n_epochs, self.violations,
-                            self._utilisation())
+        return EngineResult(self.n_tasks, self.n_epochs, self.violations, self._utilisation())
 
     def _clock(self, env: simpy.Environment):
         """Decision epochs; the world moves first at every mobility step boundary."""
@@ -155,19 +180,28 @@ class Engine:
     def observe(self, t0: float, tasks: dict[str, np.ndarray]) -> Observation:
         w, sc = self.world, self.sc
         return Observation(
-            t=t0, epoch=self.epoch,
-            task_vehicle=tasks["vehicle"], task_arrival=tasks["arrival"],
-            task_size=tasks["size_bits"], task_cycles=tasks["cycles"],
-            task_deadline=tasks["deadline"], task_priority=tasks["priority"],
-            vehicle_position=w.positions, vehicle_cpu=w.vehicle_cpu,
+            t=t0,
+            epoch=self.epoch,
+            task_vehicle=tasks["vehicle"],
+            task_arrival=tasks["arrival"],
+            task_size=tasks["size_bits"],
+            task_cycles=tasks["cycles"],
+            task_deadline=tasks["deadline"],
+            task_priority=tasks["priority"],
+            vehicle_position=w.positions,
+            vehicle_cpu=w.vehicle_cpu,
             vehicle_power_max=w.vehicle_power_max,
             vehicle_local_free=self.local.free[:, 0].copy(),
             vehicle_uplink_free=self.uplink.free[:, 0].copy(),
             vehicle_nearest=w.nearest,
-            server_position=w.server_position, server_cpu=w.server_cpu,
-            server_cores=w.server_cores, server_bandwidth=w.server_bandwidth,
-            server_core_free=self.edge.free.copy(), server_cell_size=w.cell_size,
-            channel=w.channel, noise=sc.channel.noise,
+            server_position=w.server_position,
+            server_cpu=w.server_cpu,
+            server_cores=w.server_cores,
+            server_bandwidth=w.server_bandwidth,
+            server_core_free=self.edge.free.copy(),
+            server_cell_size=w.cell_size,
+            channel=w.channel,
+            noise=sc.channel.noise,
             noise_is_density=sc.channel.noise_kind == "density",
             semantic_efficiency=self._sigma_ij,
             local_accuracy=sc.vehicles.semantic_accuracy,
@@ -183,41 +217,76 @@ class Engine:
             share = np.asarray(actions.share, dtype=np.float64)
             power = np.asarray(actions.power, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise SimError(f"policy '{pid}' returned actions that are not arrays: {exc}"
-                           ) from exc
+            raise SimError(f"policy '{pid}' returned actions that are not arrays: {exc}") from exc
         for name, arr in (("server", server), ("share", share), ("power", power)):
             if arr.shape != (k,):
-                raise SimError(f"policy '{pid}' returned {name} of shape {arr.shape}; "
-                               f"expected ({k},), one per task")
+                raise SimError(
+                    f"policy '{pid}' returned {name} of shape {arr.shape}; "
+                    f"expected ({k},), one per task"
+                )
         return server, share, power
 
     def _invalid(self, kind: int, i: int, server, share, power) -> SimError:
         pid = self.policy.id
         if kind == 1:
-            return SimError(f"policy '{pid}' chose server {int(server[i])}; allowed: -1 "
-                            f"(local) to {self.world.n_servers - 1}")
+            return SimError(
+                f"policy '{pid}' chose server {int(server[i])}; allowed: -1 "
+                f"(local) to {self.world.n_servers - 1}"
+            )
         if kind == 2:
-            return SimError(f"policy '{pid}' returned bandwidth share {share[i]!r}; "
-                            f"allowed: 0 < share <= 1")
-        return SimError(f"policy '{pid}' returned transmit power {power[i]!r} W; allowed: "
-                        f"0 < power <= P_max")
+            return SimError(
+                f"policy '{pid}' returned bandwidth share {share[i]!r}; allowed: 0 < share <= 1"
+            )
+        return SimError(
+            f"policy '{pid}' returned transmit power {power[i]!r} W; allowed: 0 < power <= P_max"
+        )
 
     def _apply(self, tasks: dict[str, np.ndarray], actions: Actions) -> dict[str, np.ndarray]:
         """Turn decisions into per-task service times, rates and energies (rows in flight)."""
         k = tasks["task_id"].shape[0]
         server, share, power = self._arrays(actions, k)
         w, sc = self.world, self.sc
-        (out_share, out_power, rate, tx_time, compute_time, n_power, n_bw, n_loc,
-         n_edge, error, bad) = apply_decisions(
-            tasks["vehicle"], tasks["size_bits"], tasks["cycles"], server, share, power,
-            w.vehicle_power_max, w.positions, w.server_position, self._fading_or_empty(),
-            sc.channel.reference_gain, sc.channel.reference_distance,
-            sc.channel.path_loss_exponent, sc.channel.min_distance,
-            w.channel.interference, w.server_bandwidth,
-            sc.channel.noise, sc.channel.noise_kind == "density", self._sigma_ij,
-            self._local_factor, self._edge_factor, sc.vehicles.semantic_accuracy,
-            sc.servers.semantic_accuracy, w.vehicle_cpu, w.server_cpu, w.server_cores,
-            self.epoch)
+        (
+            out_share,
+            out_power,
+            rate,
+            tx_time,
+            compute_time,
+            n_power,
+            n_bw,
+            n_loc,
+            n_edge,
+            error,
+            bad,
+        ) = apply_decisions(
+            tasks["vehicle"],
+            tasks["size_bits"],
+            tasks["cycles"],
+            server,
+            share,
+            power,
+            w.vehicle_power_max,
+            w.positions,
+            w.server_position,
+            self._fading_or_empty(),
+            sc.channel.reference_gain,
+            sc.channel.reference_distance,
+            sc.channel.path_loss_exponent,
+            sc.channel.min_distance,
+            w.channel.interference,
+            w.server_bandwidth,
+            sc.channel.noise,
+            sc.channel.noise_kind == "density",
+            self._sigma_ij,
+            self._local_factor,
+            self._edge_factor,
+            sc.vehicles.semantic_accuracy,
+            sc.servers.semantic_accuracy,
+            w.vehicle_cpu,
+            w.server_cpu,
+            w.server_cores,
+            self.epoch,
+        )
         if error:
             raise self._invalid(error, bad, server, share, power)
         vi = self.violations
@@ -227,12 +296,19 @@ class Engine:
         vi.edge_capacity += n_edge
         rows = dict(tasks)
         rows.update(
-            offload=server >= 0, server=server.astype(np.int32), share=out_share,
+            offload=server >= 0,
+            server=server.astype(np.int32),
+            share=out_share,
             power=out_power,
-            rate=rate, tx_start=np.full(k, np.nan), tx_time=tx_time,
-            compute_start=np.full(k, np.nan), compute_time=compute_time,
-            status=np.zeros(k, dtype=np.int8), phase=np.full(k, PHASE_FIRST, dtype=np.int8),
-            drop_time=np.full(k, np.nan), key=-tasks["priority"],
+            rate=rate,
+            tx_start=np.full(k, np.nan),
+            tx_time=tx_time,
+            compute_start=np.full(k, np.nan),
+            compute_time=compute_time,
+            status=np.zeros(k, dtype=np.int8),
+            phase=np.full(k, PHASE_FIRST, dtype=np.int8),
+            drop_time=np.full(k, np.nan),
+            key=-tasks["priority"],
         )
         return rows
 
@@ -248,14 +324,39 @@ class Engine:
         v, srv = self.sc.vehicles, self.sc.servers
         lo, up, ed = self.local, self.uplink, self.edge
         n_done = serve_epoch(
-            rows["task_id"], rows["vehicle"], rows["server"], rows["offload"], rows["arrival"],
-            rows["deadline"], rows["key"], rows["tx_time"], rows["compute_time"],
-            rows["tx_start"], rows["compute_start"], rows["phase"], rows["status"],
+            rows["task_id"],
+            rows["vehicle"],
+            rows["server"],
+            rows["offload"],
+            rows["arrival"],
+            rows["deadline"],
+            rows["key"],
+            rows["tx_time"],
+            rows["compute_time"],
+            rows["tx_start"],
+            rows["compute_start"],
+            rows["phase"],
+            rows["status"],
             rows["drop_time"],
-            lo.free, lo.cores, lo.last, lo.busy, v.queue == "fifo",
-            up.free, up.cores, up.last, up.busy, v.uplink_queue == "fifo",
-            ed.free, ed.cores, ed.last, ed.busy, srv.queue == "fifo",
-            t_known, self._drop, self.horizon)
+            lo.free,
+            lo.cores,
+            lo.last,
+            lo.busy,
+            v.queue == "fifo",
+            up.free,
+            up.cores,
+            up.last,
+            up.busy,
+            v.uplink_queue == "fifo",
+            ed.free,
+            ed.cores,
+            ed.last,
+            ed.busy,
+            srv.queue == "fifo",
+            t_known,
+            self._drop,
+            self.horizon,
+        )
         if n_done == 0:
             return
         done = rows["phase"] == PHASE_DONE
@@ -269,12 +370,31 @@ class Engine:
     def _finish(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
         """Task-table rows (RECORD_COLUMNS) of the finished tasks ``idx`` of ``rows``."""
         cols = finish_tasks(
-            idx, rows["task_id"], rows["offload"], rows["status"], rows["vehicle"],
-            rows["server"], rows["arrival"], rows["size_bits"], rows["deadline"],
-            rows["priority"], rows["cycles"], rows["share"], rows["power"], rows["rate"],
-            rows["tx_start"], rows["tx_time"], rows["compute_start"], rows["compute_time"],
-            rows["drop_time"], self._local_energy, self._edge_energy, self._w1,
-            self.sc.cost.include_edge_energy, self.horizon)
+            idx,
+            rows["task_id"],
+            rows["offload"],
+            rows["status"],
+            rows["vehicle"],
+            rows["server"],
+            rows["arrival"],
+            rows["size_bits"],
+            rows["deadline"],
+            rows["priority"],
+            rows["cycles"],
+            rows["share"],
+            rows["power"],
+            rows["rate"],
+            rows["tx_start"],
+            rows["tx_time"],
+            rows["compute_start"],
+            rows["compute_time"],
+            rows["drop_time"],
+            self._local_energy,
+            self._edge_energy,
+            self._w1,
+            self.sc.cost.include_edge_energy,
+            self.horizon,
+        )
         out = dict(zip(RECORD_COLUMNS, cols, strict=True))
         budget = self.sc.vehicles.energy_budget
         if budget is not None:
@@ -298,6 +418,7 @@ def simulate(scenario, sink, policy=None, seeds: SeedTree | None = None) -> Engi
     if policy is None:
         from models.policies import make
 
-        policy = make(scenario.policy.id, scenario.policy.params, scenario,
-                      seeds.generator("policy"))
+        policy = make(
+            scenario.policy.id, scenario.policy.params, scenario, seeds.generator("policy")
+        )
     return Engine(scenario, policy, seeds, sink).run()

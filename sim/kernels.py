@@ -97,8 +97,7 @@ def _group_by_queue(queue, arrival, n_queues):
     offsets = counting_offsets(queue, n_queues)
     grouped_already = True
     for i in range(1, n):
-        if queue[i] < queue[i - 1] or (queue[i] == queue[i - 1]
-                                       and arrival[i] < arrival[i - 1]):
+        if queue[i] < queue[i - 1] or (queue[i] == queue[i - 1] and arrival[i] < arrival[i - 1]):
             grouped_already = False
             break
     if grouped_already:
@@ -164,8 +163,9 @@ def _busy_within(start, end, horizon):
 
 
 @njit(cache=True)
-def serve_stage(queue, arrival, service, key, deadline, free, cores, last, busy,
-                t_known, fifo, drop, horizon):
+def serve_stage(
+    queue, arrival, service, key, deadline, free, cores, last, busy, t_known, fifo, drop, horizon
+):
     """Serve the tasks of one stage.
 
     Parameters are per task: ``queue`` (int64 queue index), ``arrival`` at this stage [s],
@@ -267,10 +267,32 @@ def bandwidth_load(vehicle, server, share, n_servers):
 
 
 @njit(cache=True)
-def finish_tasks(idx, task_id, offload, status, vehicle, server, arrival, size_bits, deadline,
-                 priority, cycles, share, power, rate, tx_start, tx_time, compute_start,
-                 compute_time, drop_time, local_energy_per_cycle, edge_energy_per_cycle,
-                 latency_weight, include_edge_energy, horizon):
+def finish_tasks(
+    idx,
+    task_id,
+    offload,
+    status,
+    vehicle,
+    server,
+    arrival,
+    size_bits,
+    deadline,
+    priority,
+    cycles,
+    share,
+    power,
+    rate,
+    tx_start,
+    tx_time,
+    compute_start,
+    compute_time,
+    drop_time,
+    local_energy_per_cycle,
+    edge_energy_per_cycle,
+    latency_weight,
+    include_edge_energy,
+    horizon,
+):
     """The task-table rows of the finished tasks ``idx``, in one pass.
 
     Returns the columns of :data:`sim.engine.RECORD_COLUMNS`, in that order: the inputs
@@ -349,10 +371,34 @@ def finish_tasks(idx, task_id, offload, status, vehicle, server, arrival, size_b
         e = energy[j] + edge_energy[j] if include_edge_energy else energy[j]
         cost[j] = w1 * (end - a) + (1.0 - w1) * e
         in_flight[j] = end > horizon
-    return (o_id, o_vehicle, o_arrival, o_size, o_cycles, o_deadline, o_priority, o_offload,
-            o_server, o_share, o_power, o_rate, o_tx_start, o_tx_time, wait_uplink,
-            o_compute_start, wait_compute, o_compute_time, completion, latency, energy,
-            edge_energy, cost, o_status, met, in_flight)
+    return (
+        o_id,
+        o_vehicle,
+        o_arrival,
+        o_size,
+        o_cycles,
+        o_deadline,
+        o_priority,
+        o_offload,
+        o_server,
+        o_share,
+        o_power,
+        o_rate,
+        o_tx_start,
+        o_tx_time,
+        wait_uplink,
+        o_compute_start,
+        wait_compute,
+        o_compute_time,
+        completion,
+        latency,
+        energy,
+        edge_energy,
+        cost,
+        o_status,
+        met,
+        in_flight,
+    )
 
 
 PHASE_FIRST = 0  # waiting for the local CPU or the uplink
@@ -361,13 +407,42 @@ PHASE_DONE = 2  # completed or dropped
 
 
 @njit(cache=True)
-def _run_stage(idx, queue, arrival, service, key, deadline, free, cores, last, busy,
-               t_known, fifo, drop, horizon, start_col, next_phase, phase, status,
-               drop_time):
-    start, st = serve_stage(_gather(idx, queue), _gather(idx, arrival),
-                            _gather(idx, service), _gather(idx, key),
-                            _gather(idx, deadline), free, cores, last, busy, t_known, fifo,
-                            drop, horizon)
+def _run_stage(
+    idx,
+    queue,
+    arrival,
+    service,
+    key,
+    deadline,
+    free,
+    cores,
+    last,
+    busy,
+    t_known,
+    fifo,
+    drop,
+    horizon,
+    start_col,
+    next_phase,
+    phase,
+    status,
+    drop_time,
+):
+    start, st = serve_stage(
+        _gather(idx, queue),
+        _gather(idx, arrival),
+        _gather(idx, service),
+        _gather(idx, key),
+        _gather(idx, deadline),
+        free,
+        cores,
+        last,
+        busy,
+        t_known,
+        fifo,
+        drop,
+        horizon,
+    )
     for j in range(idx.shape[0]):
         i = idx[j]
         if st[j] == STARTED:
@@ -409,13 +484,40 @@ def _by_id(members, task_id):
 
 
 @njit(cache=True)
-def serve_epoch(task_id, vehicle, server, offload, arrival, deadline, key, tx_time,
-                compute_time,
-                tx_start, compute_start, phase, status, drop_time,
-                l_free, l_cores, l_last, l_busy, l_fifo,
-                u_free, u_cores, u_last, u_busy, u_fifo,
-                e_free, e_cores, e_last, e_busy, e_fifo,
-                t_known, drop, horizon):
+def serve_epoch(
+    task_id,
+    vehicle,
+    server,
+    offload,
+    arrival,
+    deadline,
+    key,
+    tx_time,
+    compute_time,
+    tx_start,
+    compute_start,
+    phase,
+    status,
+    drop_time,
+    l_free,
+    l_cores,
+    l_last,
+    l_busy,
+    l_fifo,
+    u_free,
+    u_cores,
+    u_last,
+    u_busy,
+    u_fifo,
+    e_free,
+    e_cores,
+    e_last,
+    e_busy,
+    e_fifo,
+    t_known,
+    drop,
+    horizon,
+):
     """Push the tasks in flight through local CPUs, uplinks and edge CPUs (in place).
 
     ``task_id`` numbers tasks in order of arrival. Per task: ``phase`` moves from
@@ -445,13 +547,49 @@ def serve_epoch(task_id, vehicle, server, offload, arrival, deadline, key, tx_ti
                 loc[a] = i
                 a += 1
     if n_local:
-        _run_stage(loc, vehicle, arrival, compute_time, key, deadline, l_free, l_cores,
-                   l_last, l_busy, t_known, l_fifo, drop, horizon, compute_start,
-                   PHASE_DONE, phase, status, drop_time)
+        _run_stage(
+            loc,
+            vehicle,
+            arrival,
+            compute_time,
+            key,
+            deadline,
+            l_free,
+            l_cores,
+            l_last,
+            l_busy,
+            t_known,
+            l_fifo,
+            drop,
+            horizon,
+            compute_start,
+            PHASE_DONE,
+            phase,
+            status,
+            drop_time,
+        )
     if n_up:
-        _run_stage(up, vehicle, arrival, tx_time, key, deadline, u_free, u_cores, u_last,
-                   u_busy, t_known, u_fifo, drop, horizon, tx_start, PHASE_EDGE, phase,
-                   status, drop_time)
+        _run_stage(
+            up,
+            vehicle,
+            arrival,
+            tx_time,
+            key,
+            deadline,
+            u_free,
+            u_cores,
+            u_last,
+            u_busy,
+            t_known,
+            u_fifo,
+            drop,
+            horizon,
+            tx_start,
+            PHASE_EDGE,
+            phase,
+            status,
+            drop_time,
+        )
     n_edge = 0
     for i in range(n):
         if phase[i] == PHASE_EDGE:
@@ -468,9 +606,27 @@ def serve_epoch(task_id, vehicle, server, offload, arrival, deadline, key, tx_ti
         # in order of arrival, the edge arrivals are nearly sorted: grouping them by server
         # then needs only a few insertions instead of a sort
         edge = _by_id(edge, task_id)
-        _run_stage(edge, server, edge_arrival, compute_time, key, deadline, e_free, e_cores,
-                   e_last, e_busy, t_known, e_fifo, drop, horizon, compute_start,
-                   PHASE_DONE, phase, status, drop_time)
+        _run_stage(
+            edge,
+            server,
+            edge_arrival,
+            compute_time,
+            key,
+            deadline,
+            e_free,
+            e_cores,
+            e_last,
+            e_busy,
+            t_known,
+            e_fifo,
+            drop,
+            horizon,
+            compute_start,
+            PHASE_DONE,
+            phase,
+            status,
+            drop_time,
+        )
     done = 0
     for i in range(n):
         if phase[i] == PHASE_DONE:
@@ -479,12 +635,35 @@ def serve_epoch(task_id, vehicle, server, offload, arrival, deadline, key, tx_ti
 
 
 @njit(cache=True)
-def apply_decisions(vehicle, size_bits, cycles, server, share, power, power_max,
-                    vehicle_position, server_position, fading, reference_gain,
-                    reference_distance, exponent, min_distance, interference, bandwidth,
-                    noise, noise_is_density, sigma_ij, local_factor, edge_factor,
-                    local_accuracy, edge_accuracy, vehicle_cpu, server_cpu, server_cores,
-                    epoch):
+def apply_decisions(
+    vehicle,
+    size_bits,
+    cycles,
+    server,
+    share,
+    power,
+    power_max,
+    vehicle_position,
+    server_position,
+    fading,
+    reference_gain,
+    reference_distance,
+    exponent,
+    min_distance,
+    interference,
+    bandwidth,
+    noise,
+    noise_is_density,
+    sigma_ij,
+    local_factor,
+    edge_factor,
+    local_accuracy,
+    edge_accuracy,
+    vehicle_cpu,
+    server_cpu,
+    server_cores,
+    epoch,
+):
     """Turn one epoch's decisions into rates, service times and violation counts.
 
     Gains come from the positions (eq. [3]) times the fading block (empty: no fading).
@@ -543,9 +722,16 @@ def apply_decisions(vehicle, size_bits, cycles, server, share, power, power_max,
         out_power[i] = p
         bw = x * bandwidth[s]
         n0 = noise * bw if noise_is_density else noise
-        g = pair_gain(vehicle_position[v, 0], vehicle_position[v, 1], server_position[s, 0],
-                      server_position[s, 1], reference_gain, reference_distance, exponent,
-                      min_distance)
+        g = pair_gain(
+            vehicle_position[v, 0],
+            vehicle_position[v, 1],
+            server_position[s, 0],
+            server_position[s, 1],
+            reference_gain,
+            reference_distance,
+            exponent,
+            min_distance,
+        )
         if fading.shape[0]:
             g *= fading[v, s]
         r = bw * np.log2(1.0 + p * g / (interference[s] + n0))
@@ -560,8 +746,19 @@ def apply_decisions(vehicle, size_bits, cycles, server, share, power, power_max,
     for s in range(n_s):
         if edge_cycles[s] * edge_accuracy > server_cpu[s] * server_cores[s] * epoch:
             n_edge_cap += 1
-    return (out_share, out_power, rate, tx_time, compute_time, n_power, n_bw, n_loc_cap,
-            n_edge_cap, 0, -1)
+    return (
+        out_share,
+        out_power,
+        rate,
+        tx_time,
+        compute_time,
+        n_power,
+        n_bw,
+        n_loc_cap,
+        n_edge_cap,
+        0,
+        -1,
+    )
 
 
 @njit(cache=True)

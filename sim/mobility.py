@@ -89,8 +89,7 @@ class MobilityModel(abc.ABC):
     def _advance(self, dt: float) -> None:
         """Move the state by ``dt`` and publish new ``positions`` and ``velocities``."""
 
-    def _publish(self, x: np.ndarray, y: np.ndarray,
-                 velocities: np.ndarray | None = None) -> None:
+    def _publish(self, x: np.ndarray, y: np.ndarray, velocities: np.ndarray | None = None) -> None:
         """Publish positions from coordinate arrays ``x`` and ``y``, which are clamped into
         the area in place against rounding at its border.
 
@@ -121,8 +120,7 @@ def _register(cls: type[MobilityModel]) -> type[MobilityModel]:
     return cls
 
 
-def make_mobility(cfg: Mobility, n: int, rng: np.random.Generator,
-                  **options: Any) -> MobilityModel:
+def make_mobility(cfg: Mobility, n: int, rng: np.random.Generator, **options: Any) -> MobilityModel:
     """Build the mobility model ``cfg.model`` for ``n`` vehicles drawing from ``rng``.
 
     ``options`` go to the model's constructor (e.g. ``start="uniform"`` for the random
@@ -166,8 +164,12 @@ def mean_distance_in_rectangle(width: float, height: float) -> float:
     if r == 0.0:
         return a / 3.0
     s = math.sqrt(1.0 + r * r)
-    bracket = (r**3 + s * (3.0 - r * r) - 1.0 / (1.0 + s)
-               + 2.5 * (r * r * math.log((1.0 + s) / r) + math.asinh(r) / r))
+    bracket = (
+        r**3
+        + s * (3.0 - r * r)
+        - 1.0 / (1.0 + s)
+        + 2.5 * (r * r * math.log((1.0 + s) / r) + math.asinh(r) / r)
+    )
     return a * bracket / 15.0
 
 
@@ -196,8 +198,13 @@ class RandomWaypoint(MobilityModel):
 
     id = "random_waypoint"
 
-    def __init__(self, cfg: Mobility, n: int, rng: np.random.Generator,
-                 start: Literal["stationary", "uniform"] = "stationary") -> None:
+    def __init__(
+        self,
+        cfg: Mobility,
+        n: int,
+        rng: np.random.Generator,
+        start: Literal["stationary", "uniform"] = "stationary",
+    ) -> None:
         super().__init__(cfg, n, rng)
         if start not in ("stationary", "uniform"):
             raise ValueError(f"start must be 'stationary' or 'uniform', got {start!r}")
@@ -236,8 +243,14 @@ class RandomWaypoint(MobilityModel):
         speed = self._speeds(k)
         self._set_legs(idx, self._origin[:, idx], dest, speed, depart)
 
-    def _set_legs(self, idx: np.ndarray, origin: np.ndarray, dest: np.ndarray,
-                  speed: np.ndarray, depart: np.ndarray) -> None:
+    def _set_legs(
+        self,
+        idx: np.ndarray,
+        origin: np.ndarray,
+        dest: np.ndarray,
+        speed: np.ndarray,
+        depart: np.ndarray,
+    ) -> None:
         delta = dest - origin
         length = np.hypot(delta[0], delta[1])
         moving = (length > 0.0) & (speed > 0.0)
@@ -283,8 +296,7 @@ class RandomWaypoint(MobilityModel):
             origins.append(a[:, keep])
             dests.append(b[:, keep])
             have += int(keep.sum())
-        return (np.concatenate(origins, axis=1)[:, :k],
-                np.concatenate(dests, axis=1)[:, :k])
+        return (np.concatenate(origins, axis=1)[:, :k], np.concatenate(dests, axis=1)[:, :k])
 
     def _advance(self, dt: float) -> None:
         t = self.time
@@ -346,8 +358,10 @@ class Highway(MobilityModel):
             heading = np.ones(lanes)
         road = (centres.max() - centres.min()) + w
         if road > self.height:
-            raise ValueError(f"the highway is {road:g} m wide ({centres.size} lanes of "
-                             f"{w:g} m) but the area is only {self.height:g} m high")
+            raise ValueError(
+                f"the highway is {road:g} m wide ({centres.size} lanes of "
+                f"{w:g} m) but the area is only {self.height:g} m high"
+            )
         self.lane_centres = centres
         self.lane = rng.integers(0, centres.size, size=self.n)
         self._x = rng.uniform(0.0, self.width, size=self.n)
@@ -392,7 +406,7 @@ def _junction_table(turn_probability: float) -> tuple[np.ndarray, np.ndarray]:
                 ways[:] = (head + 2) % 4
                 prob = np.array([1.0, 0.0, 0.0])
             bounds = np.cumsum(prob)
-            bounds[np.flatnonzero(prob)[-1]:] = 1.0  # no rounding path to a closed way
+            bounds[np.flatnonzero(prob)[-1] :] = 1.0  # no rounding path to a closed way
             heads[row] = ways
             cum[row] = bounds
     return heads, cum
@@ -430,8 +444,10 @@ class Manhattan(MobilityModel):
         length_h = (ny + 1) * self.street_x[-1]
         length_v = (nx + 1) * self.street_y[-1]
         if length_h + length_v <= 0.0:
-            raise ValueError(f"block ({b:g} m) is longer than both sides of the area "
-                             f"({self.width:g} m x {self.height:g} m): there are no streets")
+            raise ValueError(
+                f"block ({b:g} m) is longer than both sides of the area "
+                f"({self.width:g} m x {self.height:g} m): there are no streets"
+            )
         self._table_heads, self._table_cum = _junction_table(float(cfg.turn_probability))
 
         n = self.n
@@ -452,10 +468,13 @@ class Manhattan(MobilityModel):
         self._uy = _HEAD_Y[self._head]
         self._refresh()
 
-    def _place(self, horizontal: np.ndarray, along: np.ndarray, street: np.ndarray,
-               forward: np.ndarray) -> None:
-        for is_h, coords, n_streets in ((True, self.street_x, self.ny),
-                                        (False, self.street_y, self.nx)):
+    def _place(
+        self, horizontal: np.ndarray, along: np.ndarray, street: np.ndarray, forward: np.ndarray
+    ) -> None:
+        for is_h, coords, n_streets in (
+            (True, self.street_x, self.ny),
+            (False, self.street_y, self.nx),
+        ):
             idx = np.flatnonzero(horizontal == is_h)
             if idx.size == 0:
                 continue

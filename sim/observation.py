@@ -94,13 +94,15 @@ class Observation:
         left = np.where(used, np.maximum(self.server_core_free - self.t, 0.0), 0.0)
         return left.sum(axis=1) / self.server_cores
 
-    def rate(self, vehicle: np.ndarray, server: np.ndarray, share: np.ndarray,
-             power: np.ndarray) -> np.ndarray:
+    def rate(
+        self, vehicle: np.ndarray, server: np.ndarray, share: np.ndarray, power: np.ndarray
+    ) -> np.ndarray:
         """Uplink rate [bit/s] of eq. [10] for the given pairs, shares of B_max and powers."""
         bw = share * self.server_bandwidth[server]
         noise = self.noise * bw if self.noise_is_density else self.noise
-        return shannon_rate(bw, power * self.channel.gain_of(vehicle, server),
-                            self.interference[server] + noise)
+        return shannon_rate(
+            bw, power * self.channel.gain_of(vehicle, server), self.interference[server] + noise
+        )
 
 
 @dataclass

@@ -53,16 +53,24 @@ def place_servers(cfg: Servers, area: Area) -> np.ndarray:
         return np.column_stack([x, np.full(m, 0.5 * height)])
     if cfg.placement == "list":
         if len(cfg.sites) != m:
-            raise ValueError(f"placement 'list' needs one site per server: count is {m}, "
-                             f"sites has {len(cfg.sites)}")
+            raise ValueError(
+                f"placement 'list' needs one site per server: count is {m}, "
+                f"sites has {len(cfg.sites)}"
+            )
         positions = np.array([site.position for site in cfg.sites], dtype=np.float64)
         positions = positions.reshape(m, 2)
-        outside = np.flatnonzero((positions[:, 0] < 0) | (positions[:, 0] > width)
-                                 | (positions[:, 1] < 0) | (positions[:, 1] > height))
+        outside = np.flatnonzero(
+            (positions[:, 0] < 0)
+            | (positions[:, 0] > width)
+            | (positions[:, 1] < 0)
+            | (positions[:, 1] > height)
+        )
         if outside.size:
             k = int(outside[0])
-            raise ValueError(f"servers.sites[{k}] at {tuple(positions[k].tolist())} m is "
-                             f"outside the area [0, {width:g}] x [0, {height:g}] m")
+            raise ValueError(
+                f"servers.sites[{k}] at {tuple(positions[k].tolist())} m is "
+                f"outside the area [0, {width:g}] x [0, {height:g}] m"
+            )
         return positions
     raise ValueError(f"unknown server placement {cfg.placement!r}; known: grid, line, list")
 

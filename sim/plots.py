@@ -29,8 +29,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FIGURES = ("latency_cdf", "latency_hist", "latency_breakdown", "energy_by_decision",
-           "latency_over_time")
+FIGURES = (
+    "latency_cdf",
+    "latency_hist",
+    "latency_breakdown",
+    "energy_by_decision",
+    "latency_over_time",
+)
 """Figure names; each is written as ``<name>.png`` and ``<name>.svg``."""
 
 _TABLE_FIGURES = ("latency_hist", "energy_by_decision", "latency_over_time")
@@ -42,9 +47,17 @@ _TIME_BINS = 2000
 _SCATTER_POINTS = 10_000
 _LOCAL, _OFFLOADED, _ALL = "tab:blue", "tab:orange", "black"
 _STYLE = {
-    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
-    "xtick.labelsize": 10, "ytick.labelsize": 10, "axes.grid": True, "grid.alpha": 0.3,
-    "figure.dpi": 100, "savefig.dpi": 150, "svg.hashsalt": "qvecsim",
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 10,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "svg.hashsalt": "qvecsim",
 }
 
 
@@ -78,14 +91,18 @@ class _TableScan:
     n_completed: int = 0
     exact: list[np.ndarray] | None = field(default_factory=list)
     latency: LogHistogram = field(default_factory=LogHistogram)
-    latency_by: dict[bool, LogHistogram] = field(default_factory=lambda: {
-        False: LogHistogram(), True: LogHistogram()})
-    energy_by: dict[bool, LogHistogram] = field(default_factory=lambda: {
-        False: LogHistogram(-70, 30), True: LogHistogram(-70, 30)})
-    energy: dict[bool, _Moments] = field(default_factory=lambda: {
-        False: _Moments(), True: _Moments()})
-    edge_energy: dict[bool, _Moments] = field(default_factory=lambda: {
-        False: _Moments(), True: _Moments()})
+    latency_by: dict[bool, LogHistogram] = field(
+        default_factory=lambda: {False: LogHistogram(), True: LogHistogram()}
+    )
+    energy_by: dict[bool, LogHistogram] = field(
+        default_factory=lambda: {False: LogHistogram(-70, 30), True: LogHistogram(-70, 30)}
+    )
+    energy: dict[bool, _Moments] = field(
+        default_factory=lambda: {False: _Moments(), True: _Moments()}
+    )
+    edge_energy: dict[bool, _Moments] = field(
+        default_factory=lambda: {False: _Moments(), True: _Moments()}
+    )
     t_lo: float = 0.0
     t_hi: float = 1.0
     t_sum: dict[str, np.ndarray] = field(default_factory=dict)
@@ -135,15 +152,16 @@ def _scan_table(path: Path, batch_rows: int = 1 << 20) -> _TableScan:
         stride = max(1, math.ceil(scan.n_rows / _SCATTER_POINTS))
         seen = 0
         for rb in pf.iter_batches(batch_size=batch_rows, columns=_SCAN_COLUMNS):
-            cols = {name: rb.column(i).to_numpy(zero_copy_only=False)
-                    for i, name in enumerate(_SCAN_COLUMNS)}
+            cols = {
+                name: rb.column(i).to_numpy(zero_copy_only=False)
+                for i, name in enumerate(_SCAN_COLUMNS)
+            }
             _scan_batch(scan, cols, seen, stride)
             seen += rb.num_rows
     return scan
 
 
-def _scan_batch(scan: _TableScan, cols: dict[str, np.ndarray], seen: int,
-                stride: int) -> None:
+def _scan_batch(scan: _TableScan, cols: dict[str, np.ndarray], seen: int, stride: int) -> None:
     arrival, latency = cols["arrival"], cols["latency"]
     offload = cols["offload"].astype(bool)
     done = (cols["status"] == 0) & np.isfinite(latency)
@@ -199,8 +217,9 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _display_histogram(hist: LogHistogram, lo: float, hi: float,
-                       bins: int = _DISPLAY_BINS) -> tuple[np.ndarray, np.ndarray]:
+def _display_histogram(
+    hist: LogHistogram, lo: float, hi: float, bins: int = _DISPLAY_BINS
+) -> tuple[np.ndarray, np.ndarray]:
     """Counts of ``hist`` re-binned onto ``bins`` geometric bins spanning [lo, hi]."""
     edges = np.geomspace(lo, hi, bins + 1)
     fine_edges = hist.edges()
@@ -227,8 +246,9 @@ def _positive_range(*hists: LogHistogram) -> tuple[float, float] | None:
 
 
 def _no_data(ax: Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center",
-            fontsize=12, color="0.4")
+    ax.text(
+        0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.4"
+    )
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -241,8 +261,7 @@ def _new_figure(width: float = 7.0, height: float = 4.5, **margins: float) -> Fi
 
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(**{"left": 0.11, "right": 0.97, "bottom": 0.13, "top": 0.92,
-                           **margins})
+    fig.subplots_adjust(**{"left": 0.11, "right": 0.97, "bottom": 0.13, "top": 0.92, **margins})
     return fig
 
 
@@ -254,16 +273,22 @@ def _save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
 
 
 def _quantile_lines(ax: Axes, summary: Mapping[str, Any], scale: float = 1.0) -> None:
-    for key, label, style in (("latency_p50", "p50", ":"), ("latency_p95", "p95", "--"),
-                              ("latency_p99", "p99", "-.")):
+    for key, label, style in (
+        ("latency_p50", "p50", ":"),
+        ("latency_p95", "p95", "--"),
+        ("latency_p99", "p99", "-."),
+    ):
         v = _number(summary.get(key))
         if v is not None and v > 0:
             ax.axvline(v * scale, color="0.45", lw=1, ls=style, label=f"{label} (summary)")
 
 
 # ---------------------------------------------------------------------------- figures
-def _fig_latency_cdf(scan: _TableScan | None, summary: Mapping[str, Any],
-                     histogram: tuple[np.ndarray, np.ndarray] | None) -> Figure | None:
+def _fig_latency_cdf(
+    scan: _TableScan | None,
+    summary: Mapping[str, Any],
+    histogram: tuple[np.ndarray, np.ndarray] | None,
+) -> Figure | None:
     xs: np.ndarray | None = None
     ys: np.ndarray | None = None
     source = ""
@@ -292,8 +317,7 @@ def _fig_latency_cdf(scan: _TableScan | None, summary: Mapping[str, Any],
         _no_data(ax, "no completed tasks")
         return fig
     keep = xs > 0
-    ax.plot(xs[keep], ys[keep], color=_ALL, lw=1.6, drawstyle="steps-post",
-            label="empirical CDF")
+    ax.plot(xs[keep], ys[keep], color=_ALL, lw=1.6, drawstyle="steps-post", label="empirical CDF")
     _quantile_lines(ax, summary)
     ax.set_xscale("log")
     ax.set_ylim(0, 1.005)
@@ -320,8 +344,7 @@ def _fig_latency_hist(scan: _TableScan) -> Figure:
     fig = _new_figure()
     ax = fig.add_subplot()
     local, offl = scan.latency_by[False], scan.latency_by[True]
-    ax.set_title(f"Latency of completed tasks: local ({local.n:,}) vs "
-                 f"offloaded ({offl.n:,})")
+    ax.set_title(f"Latency of completed tasks: local ({local.n:,}) vs offloaded ({offl.n:,})")
     span = _positive_range(local, offl)
     if span is None:
         _no_data(ax, "no completed tasks")
@@ -340,10 +363,12 @@ def _fig_latency_hist(scan: _TableScan) -> Figure:
 
 
 def _fig_latency_breakdown(summary: Mapping[str, Any]) -> Figure:
-    parts = (("wait_uplink_mean", "uplink wait\n(offloaded)"),
-             ("tx_time_mean", "transmission\n(offloaded)"),
-             ("wait_compute_mean", "compute wait\n(not dropped)"),
-             ("compute_time_mean", "computation\n(not dropped)"))
+    parts = (
+        ("wait_uplink_mean", "uplink wait\n(offloaded)"),
+        ("tx_time_mean", "transmission\n(offloaded)"),
+        ("wait_compute_mean", "compute wait\n(not dropped)"),
+        ("compute_time_mean", "computation\n(not dropped)"),
+    )
     values = [_number(summary.get(k)) for k, _ in parts]
     mean = _number(summary.get("latency_mean"))
     known = [v for v in [*values, mean] if v is not None]
@@ -359,13 +384,17 @@ def _fig_latency_breakdown(summary: Mapping[str, Any]) -> Figure:
     colours = [_OFFLOADED, _OFFLOADED, "tab:green", "tab:green"]
     ax.barh(y, shown, color=colours, alpha=0.85)
     for yi, v, raw in zip(y, shown, values, strict=True):
-        ax.text(v, yi, "  n/a" if raw is None else f"  {v:.3g} {unit}", va="center",
-                fontsize=10)
+        ax.text(v, yi, "  n/a" if raw is None else f"  {v:.3g} {unit}", va="center", fontsize=10)
     ax.set_yticks(y, [label for _, label in parts])
     ax.invert_yaxis()
     if mean is not None:
-        ax.axvline(mean * scale, color=_ALL, ls="--", lw=1.2,
-                   label=f"mean latency of completed tasks: {mean * scale:.3g} {unit}")
+        ax.axvline(
+            mean * scale,
+            color=_ALL,
+            ls="--",
+            lw=1.2,
+            label=f"mean latency of completed tasks: {mean * scale:.3g} {unit}",
+        )
         ax.legend(loc="lower right")
     ax.set_xlim(0, max([*shown, (mean or 0.0) * scale]) * 1.25 or 1.0)
     ax.set_xlabel(f"mean time [{unit}]")
@@ -374,8 +403,7 @@ def _fig_latency_breakdown(summary: Mapping[str, Any]) -> Figure:
 
 
 def _fig_energy(scan: _TableScan) -> Figure:
-    fig = _new_figure(10.0, 4.8, left=0.08, right=0.98, bottom=0.16, top=0.85,
-                      wspace=0.22)
+    fig = _new_figure(10.0, 4.8, left=0.08, right=0.98, bottom=0.16, top=0.85, wspace=0.22)
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.6])
     names = {False: "local", True: "offloaded"}
     colours = {False: _LOCAL, True: _OFFLOADED}
@@ -386,19 +414,34 @@ def _fig_energy(scan: _TableScan) -> Figure:
         _no_data(right, "no tasks")
         return fig
     means = {off: scan.energy[off].mean() for off in present}
-    edge = {off: scan.edge_energy[off].mean() if scan.edge_energy[off].count else 0.0
-            for off in present}
+    edge = {
+        off: scan.edge_energy[off].mean() if scan.edge_energy[off].count else 0.0 for off in present
+    }
     scale, unit = _energy_unit(max([*means.values(), *edge.values()]))
     x = np.arange(len(present))
     vehicle = [means[off] * scale for off in present]
     std = [scan.energy[off].std() * scale for off in present]
     errors = [np.minimum(std, vehicle), std]  # energy is not negative: clip the lower bar
     ax = left
-    ax.bar(x, vehicle, yerr=errors, capsize=6, color=[colours[o] for o in present],
-           alpha=0.85, label="vehicle (± 1 std)")
+    ax.bar(
+        x,
+        vehicle,
+        yerr=errors,
+        capsize=6,
+        color=[colours[o] for o in present],
+        alpha=0.85,
+        label="vehicle (± 1 std)",
+    )
     if any(edge[off] > 0 for off in present):
-        ax.bar(x, [edge[off] * scale for off in present], bottom=vehicle, color="none",
-               edgecolor="0.3", hatch="//", label="edge server")
+        ax.bar(
+            x,
+            [edge[off] * scale for off in present],
+            bottom=vehicle,
+            color="none",
+            edgecolor="0.3",
+            hatch="//",
+            label="edge server",
+        )
         ax.legend(loc="upper left")
     ax.set_xticks(x, [f"{names[o]}\n({scan.energy[o].count:,} tasks)" for o in present])
     ax.set_ylabel(f"mean energy per task [{unit}]")
@@ -433,22 +476,29 @@ def _fig_latency_over_time(scan: _TableScan, summary: Mapping[str, Any]) -> Figu
         _no_data(ax, "no completed tasks")
         return fig
     # about 2 % of the time span, widened so that a window holds some 20 tasks on average
-    window = min(_TIME_BINS // 4,
-                 max(_TIME_BINS // 50, math.ceil(20 * _TIME_BINS / int(count.sum()))))
+    window = min(
+        _TIME_BINS // 4, max(_TIME_BINS // 50, math.ceil(20 * _TIME_BINS / int(count.sum())))
+    )
     width = (scan.t_hi - scan.t_lo) / _TIME_BINS
     centres = scan.t_lo + (np.arange(_TIME_BINS) + 0.5) * width
     kernel = np.ones(window)
     mean_all = scan.t_sum["all"][count > 0] / count[count > 0]
     scale, unit = _time_unit(float(np.median(mean_all)))
-    ax.set_title(f"Latency vs arrival time (rolling mean over "
-                 f"{window * width:.3g} s of arrivals)")
+    ax.set_title(f"Latency vs arrival time (rolling mean over {window * width:.3g} s of arrivals)")
     t = np.concatenate(scan.scatter_t) if scan.scatter_t else np.zeros(0)
     y = np.concatenate(scan.scatter_y) if scan.scatter_y else np.zeros(0)
     if t.size:
         few = t.size <= 2000
-        ax.scatter(t, y * scale, s=10 if few else 3, color="0.55", alpha=0.6 if few else 0.35,
-                   lw=0, rasterized=True,
-                   label=f"tasks ({t.size:,} shown of {scan.n_completed:,})")
+        ax.scatter(
+            t,
+            y * scale,
+            s=10 if few else 3,
+            color="0.55",
+            alpha=0.6 if few else 0.35,
+            lw=0,
+            rasterized=True,
+            label=f"tasks ({t.size:,} shown of {scan.n_completed:,})",
+        )
     for key, colour in (("all", _ALL), ("local", _LOCAL), ("offloaded", _OFFLOADED)):
         c = np.convolve(scan.t_count[key], kernel, mode="same")
         if not c.any() or (key != "all" and scan.t_count[key].sum() == count.sum()):
@@ -456,8 +506,13 @@ def _fig_latency_over_time(scan: _TableScan, summary: Mapping[str, Any]) -> Figu
         s = np.convolve(scan.t_sum[key], kernel, mode="same")
         with np.errstate(invalid="ignore", divide="ignore"):
             rolling = np.where(c > 0, s / c, np.nan)
-        ax.plot(centres, rolling * scale, color=colour, lw=2 if key == "all" else 1.3,
-                label=f"rolling mean, {key}")
+        ax.plot(
+            centres,
+            rolling * scale,
+            color=colour,
+            lw=2 if key == "all" else 1.3,
+            label=f"rolling mean, {key}",
+        )
     warmup = _number(summary.get("warmup"))
     if warmup:
         ax.axvline(warmup, color="tab:red", ls=":", lw=1.2, label="end of warm-up")
@@ -472,8 +527,12 @@ def _fig_latency_over_time(scan: _TableScan, summary: Mapping[str, Any]) -> Figu
 
 
 # ---------------------------------------------------------------------------- entry point
-def plot_run(results_dir: Path, table_path: Path | None, summary: Mapping[str, Any],
-             histogram: tuple[np.ndarray, np.ndarray] | None) -> list[Path]:
+def plot_run(
+    results_dir: Path,
+    table_path: Path | None,
+    summary: Mapping[str, Any],
+    histogram: tuple[np.ndarray, np.ndarray] | None,
+) -> list[Path]:
     """Write the run's figures into ``results_dir/figures`` and return their paths.
 
     ``table_path`` is the run's ``tasks.parquet`` (None, or a missing file, for a
@@ -504,8 +563,11 @@ def plot_run(results_dir: Path, table_path: Path | None, summary: Mapping[str, A
         for name in FIGURES:
             fig = builders[name]()
             if fig is None:
-                why = ("needs the task table" if name in _TABLE_FIGURES
-                       else "needs the task table or the summary histogram")
+                why = (
+                    "needs the task table"
+                    if name in _TABLE_FIGURES
+                    else "needs the task table or the summary histogram"
+                )
                 log.info("figure %s skipped: %s", name, why)
                 continue
             written += _save(fig, out_dir, name)

@@ -22,8 +22,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("numpy", "scipy", "simpy", "numba", "pandas", "pyarrow", "pydantic", "qiskit",
-            "qiskit-aer", "matplotlib")
+PACKAGES = (
+    "numpy",
+    "scipy",
+    "simpy",
+    "numba",
+    "pandas",
+    "pyarrow",
+    "pydantic",
+    "qiskit",
+    "qiskit-aer",
+    "matplotlib",
+)
 """Distributions whose versions are recorded (None when not installed)."""
 
 _GIT_TIMEOUT = 10.0
@@ -43,8 +53,13 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
 
 def _git(repo: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
-                              text=True, timeout=_GIT_TIMEOUT, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args],
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -56,8 +71,13 @@ def git_state(path: Path | None = None) -> dict[str, Any]:
     here = Path(path) if path is not None else Path(__file__).resolve().parent
     top = _git(here, "rev-parse", "--show-toplevel")
     if top is None:
-        return {"repository": None, "revision": None, "dirty": None, "changes": None,
-                "changes_truncated": False}
+        return {
+            "repository": None,
+            "revision": None,
+            "dirty": None,
+            "changes": None,
+            "changes_truncated": False,
+        }
     revision = _git(here, "rev-parse", "HEAD")
     status = _git(here, "status", "--porcelain")
     changes = None if status is None else [ln for ln in status.splitlines() if ln.strip()]
@@ -72,13 +92,13 @@ def git_state(path: Path | None = None) -> dict[str, Any]:
 
 def config_digest(config: Mapping[str, Any]) -> str:
     """SHA-256 of the configuration's canonical JSON (sorted keys, no spaces)."""
-    text = json.dumps(to_jsonable(config), sort_keys=True, separators=(",", ":"),
-                      allow_nan=False)
+    text = json.dumps(to_jsonable(config), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def provenance(seed_root: int, seed_path: tuple[int, ...],
-               config: Mapping[str, Any]) -> dict[str, Any]:
+def provenance(
+    seed_root: int, seed_path: tuple[int, ...], config: Mapping[str, Any]
+) -> dict[str, Any]:
     """Everything needed to trace a run back to its inputs and environment.
 
     Holds the seeds (root and the run's path in the seed tree), the resolved configuration

@@ -86,8 +86,11 @@ _NUMPY_DTYPES: dict[str, np.dtype] = {
 _DICTIONARY_COLUMNS = ["vehicle", "server", "share", "power", "status"]
 _COLUMN_ENCODING = {
     "task_id": "DELTA_BINARY_PACKED",
-    **{f.name: "BYTE_STREAM_SPLIT" for f in TASK_SCHEMA
-       if f.type == pa.float64() and f.name not in _DICTIONARY_COLUMNS},
+    **{
+        f.name: "BYTE_STREAM_SPLIT"
+        for f in TASK_SCHEMA
+        if f.type == pa.float64() and f.name not in _DICTIONARY_COLUMNS
+    },
 }
 _WRITER_OPTIONS = {
     "compression": "zstd",
@@ -134,8 +137,9 @@ class TaskTableWriter:
     not created.
     """
 
-    def __init__(self, path: str | os.PathLike[str], chunk_rows: int = 1_000_000,
-                 background: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], chunk_rows: int = 1_000_000, background: bool = True
+    ) -> None:
         if int(chunk_rows) < 1:
             raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
         self.path = Path(path)
@@ -144,7 +148,8 @@ class TaskTableWriter:
         self.rows = 0
         self.row_groups = 0
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            str(self.partial_path), TASK_SCHEMA, **_WRITER_OPTIONS)
+            str(self.partial_path), TASK_SCHEMA, **_WRITER_OPTIONS
+        )
         self._buffers = self._allocate(min(self.chunk_rows, _FIRST_CAPACITY))
         self._spare: dict[str, np.ndarray] | None = None
         self._fill = 0
@@ -168,7 +173,7 @@ class TaskTableWriter:
             whole = take == n
             buffers = self._buffers
             for name, col in zip(TASK_COLUMNS, cols, strict=True):
-                buffers[name][self._fill:end] = col if whole else col[pos:pos + take]
+                buffers[name][self._fill : end] = col if whole else col[pos : pos + take]
             self._fill = end
             pos += take
             self.rows += take
@@ -190,12 +195,15 @@ class TaskTableWriter:
         n = cols[0].shape[0] if cols[0].ndim == 1 else -1
         for name, col in zip(TASK_COLUMNS, cols, strict=True):
             if col.ndim != 1 or col.shape[0] != n:
-                raise ValueError(f"column {name!r} has shape {col.shape}; every column must "
-                                 f"be 1-D with the length of 'task_id' ({n})")
+                raise ValueError(
+                    f"column {name!r} has shape {col.shape}; every column must "
+                    f"be 1-D with the length of 'task_id' ({n})"
+                )
             want = _NUMPY_DTYPES[name]
             if col.dtype != want and not np.can_cast(col.dtype, want, "same_kind"):
-                raise TypeError(f"column {name!r} has dtype {col.dtype}, which does not "
-                                f"cast to {want}")
+                raise TypeError(
+                    f"column {name!r} has dtype {col.dtype}, which does not cast to {want}"
+                )
         return cols
 
     # ------------------------------------------------------------------ buffers
@@ -211,7 +219,7 @@ class TaskTableWriter:
         rows = min(self.chunk_rows, max(need, 2 * self._capacity))
         bigger = self._allocate(rows)
         for name, buf in self._buffers.items():
-            bigger[name][:self._fill] = buf[:self._fill]
+            bigger[name][: self._fill] = buf[: self._fill]
         self._buffers = bigger
 
     def _flush(self) -> None:
@@ -219,8 +227,9 @@ class TaskTableWriter:
         if self._fill == 0:
             return
         table = pa.Table.from_arrays(
-            [pa.array(self._buffers[name][:self._fill]) for name in TASK_COLUMNS],
-            schema=TASK_SCHEMA)
+            [pa.array(self._buffers[name][: self._fill]) for name in TASK_COLUMNS],
+            schema=TASK_SCHEMA,
+        )
         self._fill = 0
         if self._pool is None:
             self._write(table)
@@ -282,23 +291,29 @@ class TaskTableWriter:
     def __enter__(self) -> TaskTableWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
             self._abort()
 
 
-def read_task_table(path: str | os.PathLike[str],
-                    columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_task_table(
+    path: str | os.PathLike[str], columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Load a task table (all columns, or ``columns``) into a pandas DataFrame."""
     table = pq.read_table(path, columns=list(columns) if columns is not None else None)
     return table.to_pandas()
 
 
-def iter_task_batches(path: str | os.PathLike[str], columns: Sequence[str] | None = None,
-                      batch_rows: int = 1 << 20) -> Iterator[dict[str, np.ndarray]]:
+def iter_task_batches(
+    path: str | os.PathLike[str], columns: Sequence[str] | None = None, batch_rows: int = 1 << 20
+) -> Iterator[dict[str, np.ndarray]]:
     """Stream a task table as ``dict`` batches of NumPy columns, ``batch_rows`` at a time.
 
     Memory stays bounded whatever the size of the table; the batches have the layout that
@@ -307,5 +322,7 @@ def iter_task_batches(path: str | os.PathLike[str], columns: Sequence[str] | Non
     names = list(columns) if columns is not None else list(TASK_COLUMNS)
     with pq.ParquetFile(path) as pf:
         for record_batch in pf.iter_batches(batch_size=batch_rows, columns=names):
-            yield {name: record_batch.column(i).to_numpy(zero_copy_only=False)
-                   for i, name in enumerate(names)}
+            yield {
+                name: record_batch.column(i).to_numpy(zero_copy_only=False)
+                for i, name in enumerate(names)
+            }

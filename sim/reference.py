@@ -93,8 +93,9 @@ def simulate_reference(scenario, table, seeds: SeedTree | None = None) -> dict[i
                 result["compute_start"] = env.now
                 cpu = veh.cpu
                 yield env.timeout(row["cycles"] * veh.semantic_accuracy / cpu)
-                result["energy"] = (veh.energy_coefficient * cpu * cpu * row["cycles"]
-                                    * veh.semantic_accuracy)
+                result["energy"] = (
+                    veh.energy_coefficient * cpu * cpu * row["cycles"] * veh.semantic_accuracy
+                )
         else:
             with uplink[v].request(priority=priority(row, veh.uplink_queue)) as req:
                 yield req
@@ -110,8 +111,9 @@ def simulate_reference(scenario, table, seeds: SeedTree | None = None) -> dict[i
                     result["status"], result["drop_time"] = "dropped", env.now
                     return
                 result["compute_start"] = env.now
-                yield env.timeout(row["cycles"] * srv_cfg.semantic_accuracy
-                                  / float(world.server_cpu[s]))
+                yield env.timeout(
+                    row["cycles"] * srv_cfg.semantic_accuracy / float(world.server_cpu[s])
+                )
         result["completion"] = env.now
         result["status"] = "completed"
 
@@ -128,9 +130,15 @@ def simulate_reference(scenario, table, seeds: SeedTree | None = None) -> dict[i
             row = rows[pos]
             pos += 1
             assert row["arrival"] >= t0
-            result = {"rate": math.nan, "tx_start": math.nan, "tx_time": math.nan,
-                      "compute_start": math.nan, "completion": math.nan, "energy": 0.0,
-                      "drop_time": math.nan}
+            result = {
+                "rate": math.nan,
+                "tx_start": math.nan,
+                "tx_time": math.nan,
+                "compute_start": math.nan,
+                "completion": math.nan,
+                "energy": 0.0,
+                "drop_time": math.nan,
+            }
             rate = tx_time = math.nan
             s = int(row["server"])
             if s >= 0:

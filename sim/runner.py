@@ -32,8 +32,11 @@ class RunSink:
 
         e = scenario.engine
         self.summary = SummaryAccumulator(e.horizon, e.warmup, scenario.cost.latency_weight)
-        self.writer = (TaskTableWriter(table_path, scenario.output.chunk_rows)
-                       if table_path is not None else None)
+        self.writer = (
+            TaskTableWriter(table_path, scenario.output.chunk_rows)
+            if table_path is not None
+            else None
+        )
         self.progress = None
 
     def add(self, batch: dict) -> None:
@@ -51,9 +54,14 @@ def default_out_dir(scenario) -> Path:
     return REPO / "results" / scenario.name / stamp
 
 
-def run_scenario(scenario, out_dir: Path | None = None, quiet: bool = False,
-                 source: Path | None = None, seed_path: tuple[int, ...] = (),
-                 write: bool = True) -> RunResult:
+def run_scenario(
+    scenario,
+    out_dir: Path | None = None,
+    quiet: bool = False,
+    source: Path | None = None,
+    seed_path: tuple[int, ...] = (),
+    write: bool = True,
+) -> RunResult:
     """Simulate ``scenario`` and write its results folder (``write=False``: summary only)."""
     import yaml
 
@@ -87,6 +95,7 @@ def run_scenario(scenario, out_dir: Path | None = None, quiet: bool = False,
 
             plot_run(out_dir, table, summary, sink.summary.latency_histogram())
         end = _dt.datetime.now(_dt.UTC).isoformat()
-        write_json_atomic(out_dir / "provenance.json",
-                          {**prov, **timing, "status": "finished", "end_time": end})
+        write_json_atomic(
+            out_dir / "provenance.json", {**prov, **timing, "status": "finished", "end_time": end}
+        )
     return RunResult(out_dir if write else None, summary)

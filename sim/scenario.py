@@ -38,8 +38,16 @@ _YAML = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_YAML + t for t in ("str", "int", "float", "bool", "null"))
 _TIMESTAMP, _MAP, _SEQ = _YAML + "timestamp", _YAML + "map", _YAML + "seq"
 _SI_UNIT = {
-    "time": "s", "frequency": "Hz", "rate": "/s", "bits": "bit", "cycles": "cycles",
-    "power": "W", "energy": "J", "length": "m", "speed": "m/s", "ratio": "",
+    "time": "s",
+    "frequency": "Hz",
+    "rate": "/s",
+    "bits": "bit",
+    "cycles": "cycles",
+    "power": "W",
+    "energy": "J",
+    "length": "m",
+    "speed": "m/s",
+    "ratio": "",
     "power_density": "W/Hz",
 }
 
@@ -69,7 +77,7 @@ def key_text(path: KeyPath) -> str:
 
 
 def _tag_text(tag: str) -> str:
-    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+    return "!!" + tag[len(_YAML) :] if tag.startswith(_YAML) else tag
 
 
 # --------------------------------------------------------------------------- reading YAML
@@ -110,8 +118,9 @@ def _read_text(path: Path, file: str) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise fail(f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-                   line) from None
+        raise fail(
+            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})", line
+        ) from None
     return text.removeprefix("\ufeff")
 
 
@@ -124,16 +133,21 @@ class _Composer:
         self.lines: LineMap = {}
 
     def fail(self, message: str, path: KeyPath, event: yaml.Event) -> ScenarioError:
-        return ScenarioError(message, key=key_text(path), file=self.file,
-                             line=event.start_mark.line + 1)
+        return ScenarioError(
+            message, key=key_text(path), file=self.file, line=event.start_mark.line + 1
+        )
 
     def node(self, path: KeyPath, depth: int) -> Any:
         event = self.loader.get_event()
         if depth > MAX_DEPTH:
             raise self.fail(f"nested deeper than {MAX_DEPTH} levels", path, event)
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise self.fail("anchors and aliases (&name, *name) are not allowed in a "
-                            "scenario file; write the values out", path, event)
+            raise self.fail(
+                "anchors and aliases (&name, *name) are not allowed in a "
+                "scenario file; write the values out",
+                path,
+                event,
+            )
         if isinstance(event, yaml.ScalarEvent):
             return self.scalar(event, path)
         if isinstance(event, yaml.SequenceStartEvent):
@@ -149,16 +163,22 @@ class _Composer:
         out: dict[str, Any] = {}
         while not self.loader.check_event(yaml.MappingEndEvent):
             key_event = self.loader.get_event()
-            if (not isinstance(key_event, yaml.ScalarEvent) or key_event.anchor is not None
-                    or key_event.tag not in (None, "!", _STR)):
+            if (
+                not isinstance(key_event, yaml.ScalarEvent)
+                or key_event.anchor is not None
+                or key_event.tag not in (None, "!", _STR)
+            ):
                 raise self.fail("keys must be plain names", path, key_event)
             key = key_event.value
             line = key_event.start_mark.line + 1
             if (*path, key) in self.lines:
                 raise ScenarioError(
                     f"duplicate key '{key}' (first at line {self.lines[(*path, key)]}, "
-                    f"again at line {line})", key=key_text((*path, key)), file=self.file,
-                    line=line)
+                    f"again at line {line})",
+                    key=key_text((*path, key)),
+                    file=self.file,
+                    line=line,
+                )
             self.lines[(*path, key)] = line
             out[key] = self.node((*path, key), depth + 1)
         self.loader.get_event()
@@ -166,8 +186,12 @@ class _Composer:
 
     def check_tag(self, event: yaml.Event, standard: str, path: KeyPath) -> None:
         if event.tag not in (None, "!", standard):
-            raise self.fail(f"tag '{_tag_text(event.tag)}' is not allowed; a scenario file "
-                            "is plain YAML without tags", path, event)
+            raise self.fail(
+                f"tag '{_tag_text(event.tag)}' is not allowed; a scenario file "
+                "is plain YAML without tags",
+                path,
+                event,
+            )
 
     def scalar(self, event: yaml.ScalarEvent, path: KeyPath) -> Any:
         tag = event.tag
@@ -177,17 +201,25 @@ class _Composer:
             return event.value
         if tag == _NULL:
             return None
-        construct = {_BOOL: self.loader.construct_yaml_bool, _INT: self.loader.construct_yaml_int,
-                     _FLOAT: self.loader.construct_yaml_float}.get(tag)
+        construct = {
+            _BOOL: self.loader.construct_yaml_bool,
+            _INT: self.loader.construct_yaml_int,
+            _FLOAT: self.loader.construct_yaml_float,
+        }.get(tag)
         if construct is None:
-            raise self.fail(f"tag '{_tag_text(tag)}' is not allowed; a scenario file is "
-                            "plain YAML without tags", path, event)
+            raise self.fail(
+                f"tag '{_tag_text(tag)}' is not allowed; a scenario file is "
+                "plain YAML without tags",
+                path,
+                event,
+            )
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
         try:
             return construct(node)
         except (ValueError, KeyError, OverflowError):
-            raise self.fail(f"cannot read {event.value[:40]!r} as {_tag_text(tag)}",
-                            path, event) from None
+            raise self.fail(
+                f"cannot read {event.value[:40]!r} as {_tag_text(tag)}", path, event
+            ) from None
 
 
 def _yaml_error(exc: yaml.YAMLError, text: str, file: str) -> ScenarioError:
@@ -221,22 +253,30 @@ def load_yaml(path: str | os.PathLike[str]) -> tuple[dict[str, Any], LineMap]:
     try:
         loader.get_event()
         if loader.check_event(yaml.StreamEndEvent):
-            raise ScenarioError("the file is empty; a scenario is a mapping such as "
-                                "'vehicles: {count: 3}'", file=file)
+            raise ScenarioError(
+                "the file is empty; a scenario is a mapping such as 'vehicles: {count: 3}'",
+                file=file,
+            )
         loader.get_event()
         top = loader.peek_event()
         if isinstance(top, yaml.ScalarEvent) and composer.scalar(top, ()) is None:
             raise ScenarioError("the file holds no scenario (only comments or null)", file=file)
         if not isinstance(top, yaml.MappingStartEvent) or top.tag not in (None, "!", _MAP):
             kind = "a list" if isinstance(top, yaml.SequenceStartEvent) else "a single value"
-            raise ScenarioError(f"the top level is {kind}; a scenario is a mapping of keys "
-                                f"({', '.join(Scenario.model_fields)})", file=file,
-                                line=top.start_mark.line + 1)
+            raise ScenarioError(
+                f"the top level is {kind}; a scenario is a mapping of keys "
+                f"({', '.join(Scenario.model_fields)})",
+                file=file,
+                line=top.start_mark.line + 1,
+            )
         data = composer.node((), 1)
         loader.get_event()
         if not loader.check_event(yaml.StreamEndEvent):
-            raise ScenarioError("more than one YAML document; a scenario file holds one",
-                                file=file, line=loader.peek_event().start_mark.line + 1)
+            raise ScenarioError(
+                "more than one YAML document; a scenario file holds one",
+                file=file,
+                line=loader.peek_event().start_mark.line + 1,
+            )
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text, file) from None
     finally:
@@ -319,8 +359,12 @@ def _si_unit(meta: list[Any]) -> str:
 
 def _range_text(meta: list[Any], unit: str) -> str:
     """``0 < value <= 1``, ``value > 0 Hz``: the bounds declared on a field."""
-    bounds = {name: _number(getattr(m, name)) for m in meta for name in ("gt", "ge", "lt", "le")
-              if getattr(m, name, None) is not None}
+    bounds = {
+        name: _number(getattr(m, name))
+        for m in meta
+        for name in ("gt", "ge", "lt", "le")
+        if getattr(m, name, None) is not None
+    }
     low = next(((op, bounds[k]) for k, op in (("gt", ">"), ("ge", ">=")) if k in bounds), None)
     high = next(((op, bounds[k]) for k, op in (("lt", "<"), ("le", "<=")) if k in bounds), None)
     if low and high:
@@ -336,27 +380,35 @@ def _range_text(meta: list[Any], unit: str) -> str:
 class _Locator:
     """Turns a key path into a located :class:`ScenarioError`."""
 
-    def __init__(self, data: Any, lines: Mapping[KeyPath, int], file: str | None,
-                 overridden: Collection[KeyPath]) -> None:
+    def __init__(
+        self,
+        data: Any,
+        lines: Mapping[KeyPath, int],
+        file: str | None,
+        overridden: Collection[KeyPath],
+    ) -> None:
         self.data = data
         self.lines = lines
         self.file = file
         self.overridden = overridden
 
-    def error(self, path: KeyPath, message: str, *, value: Any = NO_VALUE,
-              allowed: str = "") -> ScenarioError:
+    def error(
+        self, path: KeyPath, message: str, *, value: Any = NO_VALUE, allowed: str = ""
+    ) -> ScenarioError:
         raw = _raw(self.data, path)
         value = raw if raw is not NO_VALUE else value
         if any(path[: len(o)] == o for o in self.overridden):
-            return ScenarioError(message, key=key_text(path), value=value, allowed=allowed,
-                                 file="command line")
+            return ScenarioError(
+                message, key=key_text(path), value=value, allowed=allowed, file="command line"
+            )
         line = None
         for n in range(len(path), 0, -1):
             if path[:n] in self.lines:
                 line = self.lines[path[:n]]
                 break
-        return ScenarioError(message, key=key_text(path), value=value, allowed=allowed,
-                             file=self.file, line=line)
+        return ScenarioError(
+            message, key=key_text(path), value=value, allowed=allowed, file=self.file, line=line
+        )
 
 
 _NAME = re.compile(r"'([A-Za-z_][\w.]*)'|\b([A-Za-z_][\w.]*)")
@@ -393,8 +445,9 @@ def _clean_loc(loc: KeyPath, data: Any) -> KeyPath:
     return tuple(out)
 
 
-def _translate(err: Mapping[str, Any], model: type[BaseModel], prefix: KeyPath, data: Any,
-               where: _Locator) -> ScenarioError:
+def _translate(
+    err: Mapping[str, Any], model: type[BaseModel], prefix: KeyPath, data: Any, where: _Locator
+) -> ScenarioError:
     """The first pydantic error of ``model`` (found under ``prefix``) as a ScenarioError."""
     loc = _clean_loc(err["loc"], _raw(data, prefix))
     kind = err["type"]
@@ -424,8 +477,9 @@ def _translate(err: Mapping[str, Any], model: type[BaseModel], prefix: KeyPath, 
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         unit = _si_unit(meta)
         converted = _raw(data, prefix + loc) not in (NO_VALUE, value)
-        message = "out of range" + (f" ({_number(value)} {unit})".replace(" )", ")")
-                                    if converted else "")
+        message = "out of range" + (
+            f" ({_number(value)} {unit})".replace(" )", ")") if converted else ""
+        )
         allowed = _range_text(meta, unit)
     elif kind in ("model_type", "model_attributes_type", "dict_type") and _is_model(tp):
         message = "must be a mapping of keys"
@@ -450,13 +504,13 @@ def _check_policy(scenario: Scenario, data: Any, where: _Locator) -> None:
     try:
         cls = policies.get(policy_id)
     except policies.UnknownPolicy as exc:
-        raise where.error(("policy", "id"), str(exc), value=policy_id,
-                          allowed=", ".join(policies.available())) from None
+        raise where.error(
+            ("policy", "id"), str(exc), value=policy_id, allowed=", ".join(policies.available())
+        ) from None
     try:
         params = cls.Params.model_validate(scenario.policy.params)
     except ValidationError as exc:
-        raise _translate(exc.errors()[0], cls.Params, ("policy", "params"), data,
-                         where) from None
+        raise _translate(exc.errors()[0], cls.Params, ("policy", "params"), data, where) from None
     for key, message in cls.check(params, scenario):
         path: KeyPath = tuple(int(p) if p.isdigit() else p for p in key.split("."))
         if path[0] == "params" or path == ("id",):
@@ -466,22 +520,25 @@ def _check_policy(scenario: Scenario, data: Any, where: _Locator) -> None:
         raise where.error(path, message)
 
 
-def _validate(data: Any, linemap: Mapping[KeyPath, int], file: str | None,
-              overridden: Collection[KeyPath]) -> Scenario:
+def _validate(
+    data: Any, linemap: Mapping[KeyPath, int], file: str | None, overridden: Collection[KeyPath]
+) -> Scenario:
     where = _Locator(data, linemap, file, overridden)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise _translate(exc.errors()[0], Scenario, (), data, where) from None
     except (ArithmeticError, TypeError) as exc:
-        raise ScenarioError(f"a value cannot be read ({type(exc).__name__}: {exc})",
-                            file=file) from None
+        raise ScenarioError(
+            f"a value cannot be read ({type(exc).__name__}: {exc})", file=file
+        ) from None
     _check_policy(scenario, data, where)
     return scenario
 
 
-def validate_data(data: Any, linemap: Mapping[KeyPath, int] | None = None,
-                  file: str | None = None) -> Scenario:
+def validate_data(
+    data: Any, linemap: Mapping[KeyPath, int] | None = None, file: str | None = None
+) -> Scenario:
     """Validate already-loaded scenario data, the policy and its parameters included.
 
     ``linemap`` and ``file`` (from :func:`load_yaml`) only serve to locate errors. Raises
@@ -490,8 +547,9 @@ def validate_data(data: Any, linemap: Mapping[KeyPath, int] | None = None,
     return _validate(data, linemap or {}, file, ())
 
 
-def load_scenario(path: str | os.PathLike[str],
-                  overrides: Mapping[str, Any] | None = None) -> Scenario:
+def load_scenario(
+    path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None
+) -> Scenario:
     """Read and validate a scenario file.
 
     ``overrides`` maps dotted keys (``"seed"``, ``"engine.horizon"``) to values that replace

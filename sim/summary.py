@@ -28,8 +28,19 @@ from numba import njit
 
 # Columns the summary reads from a batch (a subset of sim.records.TASK_SCHEMA).
 SUMMARY_COLUMNS = (
-    "arrival", "offload", "status", "in_flight", "deadline_met", "latency", "wait_uplink",
-    "tx_time", "wait_compute", "compute_time", "energy", "edge_energy", "cost",
+    "arrival",
+    "offload",
+    "status",
+    "in_flight",
+    "deadline_met",
+    "latency",
+    "wait_uplink",
+    "tx_time",
+    "wait_compute",
+    "compute_time",
+    "energy",
+    "edge_energy",
+    "cost",
 )
 _STATUS_COMPLETED = 0
 _STATUS_DROPPED = 1
@@ -153,8 +164,9 @@ def _add_row(buf: np.ndarray, q: int, m: int, top: int, sums: np.ndarray) -> boo
 
 
 @njit(cache=True)
-def _sum_kernel(values: np.ndarray, mask: np.ndarray, masked: bool,
-                squares: bool) -> tuple[np.ndarray, bool]:
+def _sum_kernel(
+    values: np.ndarray, mask: np.ndarray, masked: bool, squares: bool
+) -> tuple[np.ndarray, bool]:
     """Exact sums of ``values`` (where ``mask``, if ``masked``) and, if ``squares``, of
     their float64 squares, as normalised limbs ``(2, _LIMBS)``; False if a summed value
     (or square) is not finite."""
@@ -259,8 +271,9 @@ class Moments:
 
     def add(self, values: np.ndarray, mask: np.ndarray) -> None:
         """Add ``values[mask]``; non-finite values must already be out of ``mask``."""
-        x, keep = np.broadcast_arrays(np.asarray(values, dtype=np.float64),
-                                      np.asarray(mask, dtype=np.bool_))
+        x, keep = np.broadcast_arrays(
+            np.asarray(values, dtype=np.float64), np.asarray(mask, dtype=np.bool_)
+        )
         limbs, ok = _sum_kernel(x.ravel(), keep.ravel(), True, self.sum_sq is not None)
         if not ok:
             raise ValueError("ExactSum.add needs finite values")
@@ -294,8 +307,9 @@ class Moments:
 
 
 @njit(cache=True, inline="always")
-def _bin_index(x: float, low: float, high: float, min_exponent: int, sub_log2: int,
-               n_regular: int) -> int:
+def _bin_index(
+    x: float, low: float, high: float, min_exponent: int, sub_log2: int, n_regular: int
+) -> int:
     """The :class:`LogHistogram` bin of ``x`` (not NaN): 0 below ``low``, ``n_regular + 1``
     at or above ``high``, else ``(octave - min_exponent) * sub_bins + sub_bin + 1``."""
     if x < low:
@@ -306,16 +320,26 @@ def _bin_index(x: float, low: float, high: float, min_exponent: int, sub_log2: i
     biased = (bits >> 52) & 0x7FF
     if biased == 0:  # subnormal, only reached when min_exponent < -1022
         mant, exp = math.frexp(x)
-        return (((exp - min_exponent - 2) << sub_log2)
-                + math.floor(mant * (2 << sub_log2)) + 1)
-    return (((biased - 1023 - min_exponent) << sub_log2)
-            + ((bits & 0xFFFFFFFFFFFFF) >> (52 - sub_log2)) + 1)
+        return ((exp - min_exponent - 2) << sub_log2) + math.floor(mant * (2 << sub_log2)) + 1
+    return (
+        ((biased - 1023 - min_exponent) << sub_log2)
+        + ((bits & 0xFFFFFFFFFFFFF) >> (52 - sub_log2))
+        + 1
+    )
 
 
 @njit(cache=True)
-def _histogram_kernel(values: np.ndarray, mask: np.ndarray, masked: bool, counts: np.ndarray,
-                      low: float, high: float, min_exponent: int, sub_log2: int,
-                      n_regular: int) -> tuple[float, float]:
+def _histogram_kernel(
+    values: np.ndarray,
+    mask: np.ndarray,
+    masked: bool,
+    counts: np.ndarray,
+    low: float,
+    high: float,
+    min_exponent: int,
+    sub_log2: int,
+    n_regular: int,
+) -> tuple[float, float]:
     """Count the non-NaN ``values`` (where ``mask``, if ``masked``) into ``counts``;
     returns their minimum and maximum (inf and -inf when none)."""
     smallest = np.inf
@@ -346,8 +370,9 @@ class LogHistogram:
     well. The defaults span 0.93 ns to 1.05e6 s.
     """
 
-    def __init__(self, min_exponent: int = -30, max_exponent: int = 20,
-                 sub_bins: int = 1024) -> None:
+    def __init__(
+        self, min_exponent: int = -30, max_exponent: int = 20, sub_bins: int = 1024
+    ) -> None:
         if max_exponent <= min_exponent:
             raise ValueError("max_exponent must exceed min_exponent")
         if sub_bins < 1 or sub_bins & (sub_bins - 1):
@@ -379,13 +404,21 @@ class LogHistogram:
     def _layout(self) -> tuple[float, float, int, int, int]:
         """What the compiled passes need to find a bin: the lower and upper bounds of the
         regular bins, ``min_exponent``, log2 of ``sub_bins`` and ``n_regular``."""
-        return (2.0 ** self.min_exponent, 2.0 ** self.max_exponent, self.min_exponent,
-                self.sub_bins.bit_length() - 1, self.n_regular)
+        return (
+            2.0**self.min_exponent,
+            2.0**self.max_exponent,
+            self.min_exponent,
+            self.sub_bins.bit_length() - 1,
+            self.n_regular,
+        )
 
     def merge(self, other: LogHistogram) -> None:
         """Add the counts of a histogram with the same layout."""
         if (other.min_exponent, other.max_exponent, other.sub_bins) != (
-                self.min_exponent, self.max_exponent, self.sub_bins):
+            self.min_exponent,
+            self.max_exponent,
+            self.sub_bins,
+        ):
             raise ValueError("histograms with different bins cannot be merged")
         self.counts += other.counts
         self.min = min(self.min, other.min)
@@ -396,8 +429,8 @@ class LogHistogram:
         octaves = 2.0 ** np.arange(self.min_exponent, self.max_exponent, dtype=np.float64)
         steps = 1.0 + np.arange(self.sub_bins, dtype=np.float64) / self.sub_bins
         regular = (octaves[:, None] * steps[None, :]).ravel()
-        low = min(self.min, 2.0 ** self.min_exponent) if math.isfinite(self.min) else 0.0
-        top = 2.0 ** self.max_exponent
+        low = min(self.min, 2.0**self.min_exponent) if math.isfinite(self.min) else 0.0
+        top = 2.0**self.max_exponent
         high = max(self.max, top) if math.isfinite(self.max) else top
         return np.concatenate(([low], regular, [top, high]))
 
@@ -408,7 +441,7 @@ class LogHistogram:
         if nonzero.size == 0:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         first, last = int(nonzero[0]), int(nonzero[-1])
-        return self.edges()[first:last + 2], self.counts[first:last + 1].copy()
+        return self.edges()[first : last + 2], self.counts[first : last + 1].copy()
 
     def _representative(self, bins: np.ndarray) -> np.ndarray:
         edges = self.edges()
@@ -464,11 +497,17 @@ def _jsonable(value: Any) -> Any:
 # other types these conversions (a float64 status compares with 0 and 1 exactly like the
 # status it came from).
 _COLUMN_DTYPES = [
-    np.dtype(np.bool_) if name in ("offload", "in_flight", "deadline_met")
-    else np.dtype(np.int8) if name == "status" else np.dtype(np.float64)
-    for name in SUMMARY_COLUMNS]
-_CAST_DTYPES = [np.dtype(np.float64) if name == "status" else dtype
-                for name, dtype in zip(SUMMARY_COLUMNS, _COLUMN_DTYPES, strict=True)]
+    np.dtype(np.bool_)
+    if name in ("offload", "in_flight", "deadline_met")
+    else np.dtype(np.int8)
+    if name == "status"
+    else np.dtype(np.float64)
+    for name in SUMMARY_COLUMNS
+]
+_CAST_DTYPES = [
+    np.dtype(np.float64) if name == "status" else dtype
+    for name, dtype in zip(SUMMARY_COLUMNS, _COLUMN_DTYPES, strict=True)
+]
 _NDARRAYS = [np.ndarray] * len(SUMMARY_COLUMNS)
 _ONES = [1] * len(SUMMARY_COLUMNS)
 _get_columns = operator.itemgetter(*SUMMARY_COLUMNS)
@@ -477,16 +516,45 @@ _ndim_of = operator.attrgetter("ndim")
 # The pending limbs take the digit sums of 2**20 blocks before they must be carried.
 _CARRY_BLOCKS = 1 << 20
 # Quantities whose exact sums the summary kernel accumulates, in its rows of limbs.
-(_Q_LATENCY, _Q_LATENCY_LOCAL, _Q_LATENCY_SQ, _Q_WAIT_UPLINK, _Q_TX_TIME, _Q_WAIT_COMPUTE,
- _Q_COMPUTE_TIME, _Q_ENERGY, _Q_ENERGY_LOCAL, _Q_ENERGY_SQ, _Q_EDGE_ENERGY, _Q_COST,
- _Q_COST_SQ) = range(13)
+(
+    _Q_LATENCY,
+    _Q_LATENCY_LOCAL,
+    _Q_LATENCY_SQ,
+    _Q_WAIT_UPLINK,
+    _Q_TX_TIME,
+    _Q_WAIT_COMPUTE,
+    _Q_COMPUTE_TIME,
+    _Q_ENERGY,
+    _Q_ENERGY_LOCAL,
+    _Q_ENERGY_SQ,
+    _Q_EDGE_ENERGY,
+    _Q_COST,
+    _Q_COST_SQ,
+) = range(13)
 _N_QUANTITIES = 13
 # Counters of the summary kernel, in its output order: the accumulator's attributes, then
 # the counts of its Moments attributes.
-_COUNTERS = ("n_tasks", "n_warmup_excluded", "n_completed", "n_dropped", "n_in_flight",
-             "n_offloaded", "n_deadline_met")
-_MOMENTS = ("latency", "latency_local", "wait_uplink", "tx_time", "wait_compute",
-            "compute_time", "energy", "energy_local", "edge_energy", "cost")
+_COUNTERS = (
+    "n_tasks",
+    "n_warmup_excluded",
+    "n_completed",
+    "n_dropped",
+    "n_in_flight",
+    "n_offloaded",
+    "n_deadline_met",
+)
+_MOMENTS = (
+    "latency",
+    "latency_local",
+    "wait_uplink",
+    "tx_time",
+    "wait_compute",
+    "compute_time",
+    "energy",
+    "energy_local",
+    "edge_energy",
+    "cost",
+)
 
 
 # Row flags of the summary kernel: the row arrived at or after the warm-up (KEEP), and
@@ -504,8 +572,13 @@ def _row_flags(arrival, offload, status, in_flight, deadline_met, warmup, flags,
         done = keep & np.uint8(st == _STATUS_COMPLETED)
         dropped = keep & np.uint8(st == _STATUS_DROPPED)
         off = keep & np.uint8(offload[i])
-        flags[i] = (keep * _KEEP + done * _DONE + (keep ^ dropped) * _ALIVE + off * _OFF
-                    + (keep ^ off) * _LOCAL)
+        flags[i] = (
+            keep * _KEEP
+            + done * _DONE
+            + (keep ^ dropped) * _ALIVE
+            + off * _OFF
+            + (keep ^ off) * _LOCAL
+        )
         n_keep += keep
         n_completed += done
         n_dropped += dropped
@@ -582,8 +655,11 @@ def _latency_bins(latency, flags, bins, low, high, min_exponent, sub_log2, n_reg
             x = latency[i]
             ok = ((flags[i] & _DONE) != 0) & np.isfinite(x)
             bits = np.float64(x).view(np.int64)
-            index = ((((bits >> 52) & 0x7FF) - 1023 - min_exponent) << sub_log2) + (
-                (bits & 0xFFFFFFFFFFFFF) >> (52 - sub_log2)) + 1
+            index = (
+                ((((bits >> 52) & 0x7FF) - 1023 - min_exponent) << sub_log2)
+                + ((bits & 0xFFFFFFFFFFFFF) >> (52 - sub_log2))
+                + 1
+            )
             index = n_regular + 1 if x >= high else index
             index = 0 if x < low else index
             bins[i] = index if ok else -1
@@ -611,10 +687,32 @@ def _count_bins(bins, m, hist, step):
 
 
 @njit(cache=True)
-def _summary_kernel(arrival, offload, status, in_flight, deadline_met, latency, wait_uplink,
-                    tx_time, wait_compute, compute_time, energy, edge_energy, cost,
-                    warmup, limbs, carry, counts, extremes, hist, low, high,
-                    min_exponent, sub_log2, n_regular):
+def _summary_kernel(
+    arrival,
+    offload,
+    status,
+    in_flight,
+    deadline_met,
+    latency,
+    wait_uplink,
+    tx_time,
+    wait_compute,
+    compute_time,
+    energy,
+    edge_energy,
+    cost,
+    warmup,
+    limbs,
+    carry,
+    counts,
+    extremes,
+    hist,
+    low,
+    high,
+    min_exponent,
+    sub_log2,
+    n_regular,
+):
     """Add one batch to the summary's pending state.
 
     Adds to ``limbs`` (the exact sums of the _N_QUANTITIES quantities, normalised only
@@ -641,21 +739,58 @@ def _summary_kernel(arrival, offload, status, in_flight, deadline_met, latency, 
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)
         m = stop - start
-        _row_flags(arrival[start:stop], offload[start:stop], status[start:stop],
-                   in_flight[start:stop], deadline_met[start:stop], warmup, flags, found)
-        _fill(latency[start:stop], flags, _DONE, True, True, buf, _Q_LATENCY, tops,
-              found, 7)
-        _fill(wait_uplink[start:stop], flags, _OFF, False, False, buf, _Q_WAIT_UPLINK,
-              tops, found, 9)
-        _fill(tx_time[start:stop], flags, _OFF, False, False, buf, _Q_TX_TIME, tops,
-              found, 10)
-        _fill(wait_compute[start:stop], flags, _ALIVE, False, False, buf, _Q_WAIT_COMPUTE,
-              tops, found, 11)
-        _fill(compute_time[start:stop], flags, _ALIVE, False, False, buf, _Q_COMPUTE_TIME,
-              tops, found, 12)
+        _row_flags(
+            arrival[start:stop],
+            offload[start:stop],
+            status[start:stop],
+            in_flight[start:stop],
+            deadline_met[start:stop],
+            warmup,
+            flags,
+            found,
+        )
+        _fill(latency[start:stop], flags, _DONE, True, True, buf, _Q_LATENCY, tops, found, 7)
+        _fill(
+            wait_uplink[start:stop], flags, _OFF, False, False, buf, _Q_WAIT_UPLINK, tops, found, 9
+        )
+        _fill(tx_time[start:stop], flags, _OFF, False, False, buf, _Q_TX_TIME, tops, found, 10)
+        _fill(
+            wait_compute[start:stop],
+            flags,
+            _ALIVE,
+            False,
+            False,
+            buf,
+            _Q_WAIT_COMPUTE,
+            tops,
+            found,
+            11,
+        )
+        _fill(
+            compute_time[start:stop],
+            flags,
+            _ALIVE,
+            False,
+            False,
+            buf,
+            _Q_COMPUTE_TIME,
+            tops,
+            found,
+            12,
+        )
         _fill(energy[start:stop], flags, _KEEP, True, True, buf, _Q_ENERGY, tops, found, 13)
-        _fill(edge_energy[start:stop], flags, _KEEP, False, False, buf, _Q_EDGE_ENERGY,
-              tops, found, 15)
+        _fill(
+            edge_energy[start:stop],
+            flags,
+            _KEEP,
+            False,
+            False,
+            buf,
+            _Q_EDGE_ENERGY,
+            tops,
+            found,
+            15,
+        )
         _fill(cost[start:stop], flags, _KEEP, False, True, buf, _Q_COST, tops, found, 16)
         ok = True
         for q in range(_N_QUANTITIES):
@@ -663,14 +798,24 @@ def _summary_kernel(arrival, offload, status, in_flight, deadline_met, latency, 
         if not ok:  # only a square can overflow: undo the histogram of earlier blocks
             for undo in range(0, start, _BLOCK):
                 end = undo + _BLOCK
-                _row_flags(arrival[undo:end], offload[undo:end], status[undo:end],
-                           in_flight[undo:end], deadline_met[undo:end], warmup, flags, found)
-                _latency_bins(latency[undo:end], flags, bins, low, high, min_exponent,
-                              sub_log2, n_regular)
+                _row_flags(
+                    arrival[undo:end],
+                    offload[undo:end],
+                    status[undo:end],
+                    in_flight[undo:end],
+                    deadline_met[undo:end],
+                    warmup,
+                    flags,
+                    found,
+                )
+                _latency_bins(
+                    latency[undo:end], flags, bins, low, high, min_exponent, sub_log2, n_regular
+                )
                 _count_bins(bins, _BLOCK, hist, -1)
             return False
-        lo, hi = _latency_bins(latency[start:stop], flags, bins, low, high, min_exponent,
-                               sub_log2, n_regular)
+        lo, hi = _latency_bins(
+            latency[start:stop], flags, bins, low, high, min_exponent, sub_log2, n_regular
+        )
         _count_bins(bins, m, hist, 1)
         lowest = min(lowest, lo)
         highest = max(highest, hi)
@@ -723,8 +868,7 @@ class SummaryAccumulator:
 
     def __init__(self, horizon: float, warmup: float, latency_weight: float) -> None:
         if not horizon > warmup >= 0:
-            raise ValueError(f"need horizon > warmup >= 0, got horizon={horizon}, "
-                             f"warmup={warmup}")
+            raise ValueError(f"need horizon > warmup >= 0, got horizon={horizon}, warmup={warmup}")
         self.horizon = float(horizon)
         self.warmup = float(warmup)
         self.latency_weight = float(latency_weight)
@@ -763,16 +907,19 @@ class SummaryAccumulator:
         except KeyError as err:
             missing = [c for c in SUMMARY_COLUMNS if c not in batch]
             raise KeyError(f"batch lacks summary columns: {', '.join(missing)}") from err
-        if (list(map(type, cols)) != _NDARRAYS
-                or list(map(_dtype_of, cols)) != _COLUMN_DTYPES):
-            cols = tuple(np.require(np.asarray(c), dtype, "CW")
-                         for c, dtype in zip(cols, _CAST_DTYPES, strict=True))
+        if list(map(type, cols)) != _NDARRAYS or list(map(_dtype_of, cols)) != _COLUMN_DTYPES:
+            cols = tuple(
+                np.require(np.asarray(c), dtype, "CW")
+                for c, dtype in zip(cols, _CAST_DTYPES, strict=True)
+            )
         n = len(cols[0]) if cols[0].ndim == 1 else -1
         if list(map(_ndim_of, cols)) != _ONES or list(map(len, cols)) != [n] * len(cols):
             for name, col in zip(SUMMARY_COLUMNS, cols, strict=True):
                 if col.ndim != 1 or col.shape[0] != n:
-                    raise ValueError(f"column {name!r} has shape {col.shape}; every column "
-                                     f"must be 1-D with the length of 'arrival' ({n})")
+                    raise ValueError(
+                        f"column {name!r} has shape {col.shape}; every column "
+                        f"must be 1-D with the length of 'arrival' ({n})"
+                    )
         if n == 0:
             return
         self._blocks += -(-n // _BLOCK)
@@ -780,8 +927,16 @@ class SummaryAccumulator:
         hist = self.histogram
         if hist is not self._hist_of:
             self._hist_layout, self._hist_of = hist._layout(), hist
-        if not _summary_kernel(*cols, self.warmup, self._limbs, carry, self._counts,
-                               self._extremes, hist.counts, *self._hist_layout):
+        if not _summary_kernel(
+            *cols,
+            self.warmup,
+            self._limbs,
+            carry,
+            self._counts,
+            self._extremes,
+            hist.counts,
+            *self._hist_layout,
+        ):
             raise ValueError("ExactSum.add needs finite values")
         if carry:
             self._blocks = 0
@@ -805,12 +960,18 @@ class SummaryAccumulator:
             return
         self._pending = False
         sums = (
-            (_Q_LATENCY, self.latency.sum), (_Q_LATENCY_SQ, self.latency.sum_sq),
-            (_Q_LATENCY_LOCAL, self.latency_local.sum), (_Q_WAIT_UPLINK, self.wait_uplink.sum),
-            (_Q_TX_TIME, self.tx_time.sum), (_Q_WAIT_COMPUTE, self.wait_compute.sum),
-            (_Q_COMPUTE_TIME, self.compute_time.sum), (_Q_ENERGY, self.energy.sum),
-            (_Q_ENERGY_SQ, self.energy.sum_sq), (_Q_ENERGY_LOCAL, self.energy_local.sum),
-            (_Q_EDGE_ENERGY, self.edge_energy.sum), (_Q_COST, self.cost.sum),
+            (_Q_LATENCY, self.latency.sum),
+            (_Q_LATENCY_SQ, self.latency.sum_sq),
+            (_Q_LATENCY_LOCAL, self.latency_local.sum),
+            (_Q_WAIT_UPLINK, self.wait_uplink.sum),
+            (_Q_TX_TIME, self.tx_time.sum),
+            (_Q_WAIT_COMPUTE, self.wait_compute.sum),
+            (_Q_COMPUTE_TIME, self.compute_time.sum),
+            (_Q_ENERGY, self.energy.sum),
+            (_Q_ENERGY_SQ, self.energy.sum_sq),
+            (_Q_ENERGY_LOCAL, self.energy_local.sum),
+            (_Q_EDGE_ENERGY, self.edge_energy.sum),
+            (_Q_COST, self.cost.sum),
             (_Q_COST_SQ, self.cost.sum_sq),
         )
         for q, total in sums:
@@ -846,8 +1007,9 @@ class SummaryAccumulator:
         self._flush()
         return self.histogram.histogram()
 
-    def result(self, extra: Mapping[str, Any] | None = None,
-               include_histogram: bool = False) -> dict[str, Any]:
+    def result(
+        self, extra: Mapping[str, Any] | None = None, include_histogram: bool = False
+    ) -> dict[str, Any]:
         """The summary as a flat, JSON-ready dict.
 
         ``extra`` (e.g. utilisations and constraint violation counts from the engine) is
@@ -860,8 +1022,7 @@ class SummaryAccumulator:
         n = self.n_tasks
         span = self.horizon - self.warmup
         quantiles = self.histogram.quantile([0.5, 0.9, 0.95, 0.99])
-        p50, p90, p95, p99 = (None,) * 4 if quantiles is None else (
-            float(v) for v in quantiles)
+        p50, p90, p95, p99 = (None,) * 4 if quantiles is None else (float(v) for v in quantiles)
 
         def ratio(a: int, b: int) -> float | None:
             return a / b if b else None
@@ -916,8 +1077,11 @@ class SummaryAccumulator:
             "cost_mean": self.cost.mean(),
             "cost_std": self.cost.std(),
             "cost_total": self.cost.total(),
-            "cost_of_means": (None if latency_mean is None or energy_mean is None
-                              else w1 * latency_mean + (1.0 - w1) * energy_mean),
+            "cost_of_means": (
+                None
+                if latency_mean is None or energy_mean is None
+                else w1 * latency_mean + (1.0 - w1) * energy_mean
+            ),
         }
         out = {k: _jsonable(v) for k, v in out.items()}
         if include_histogram:
@@ -932,4 +1096,3 @@ class SummaryAccumulator:
                 raise ValueError(f"extra keys collide with summary keys: {', '.join(clash)}")
             out.update(flat)
         return out
-

@@ -17,8 +17,7 @@ from sim.kernels import counting_offsets
 
 
 @njit(cache=True)
-def _assemble(spacings, vehicle, size, cycles, t0, t1, deadline, phi, beta, first_id,
-              n_vehicles):
+def _assemble(spacings, vehicle, size, cycles, t0, t1, deadline, phi, beta, first_id, n_vehicles):
     """One epoch's task arrays from raw draws, sorted by (vehicle, arrival).
 
     ``spacings`` (k + 1 exponentials) give k sorted arrival times in [t0, t1); a stable
@@ -70,8 +69,9 @@ def draw(dist, rng: np.random.Generator, n: int) -> np.ndarray:
 class TaskSource:
     """Draws the tasks of each epoch from the ``arrivals`` and ``task_sizes`` streams."""
 
-    def __init__(self, tasks_cfg, n_vehicles: int, arrivals: np.random.Generator,
-                 sizes: np.random.Generator) -> None:
+    def __init__(
+        self, tasks_cfg, n_vehicles: int, arrivals: np.random.Generator, sizes: np.random.Generator
+    ) -> None:
         self.cfg = tasks_cfg
         self.set_rates(np.full(n_vehicles, float(tasks_cfg.arrival_rate)))
         self.arrivals = arrivals
@@ -96,12 +96,30 @@ class TaskSource:
         if self._equal_rates:
             vehicle = rng.integers(0, n, k)
         else:
-            vehicle = np.minimum(np.searchsorted(
-                self._cum_rates, rng.random(k) * self._total_rate, side="right"), n - 1)
+            vehicle = np.minimum(
+                np.searchsorted(self._cum_rates, rng.random(k) * self._total_rate, side="right"),
+                n - 1,
+            )
         size = draw(self.cfg.size, self.sizes, k)
         cycles = draw(self.cfg.complexity, self.sizes, k)
-        cols = _assemble(spacings, vehicle, size, cycles, t0, t1, self.cfg.deadline,
-                         self._phi, self._beta, self.next_id, n)
+        cols = _assemble(
+            spacings,
+            vehicle,
+            size,
+            cycles,
+            t0,
+            t1,
+            self.cfg.deadline,
+            self._phi,
+            self._beta,
+            self.next_id,
+            n,
+        )
         self.next_id += k
-        return dict(zip(("task_id", "vehicle", "arrival", "size_bits", "cycles", "deadline",
-                         "priority"), cols, strict=True))
+        return dict(
+            zip(
+                ("task_id", "vehicle", "arrival", "size_bits", "cycles", "deadline", "priority"),
+                cols,
+                strict=True,
+            )
+        )

@@ -16,8 +16,18 @@ _LINEAR: dict[str, dict[str, float]] = {
     "frequency": {"Hz": 1.0, "kHz": 1e3, "MHz": 1e6, "GHz": 1e9, "THz": 1e12},
     "rate": {"/s": 1.0, "1/s": 1.0, "per s": 1.0, "/ms": 1e3, "/min": 1 / 60.0, "/h": 1 / 3600.0},
     "bits": {
-        "bit": 1.0, "bits": 1.0, "b": 1.0, "kbit": 1e3, "Mbit": 1e6, "Gbit": 1e9,
-        "B": 8.0, "byte": 8.0, "bytes": 8.0, "kB": 8e3, "MB": 8e6, "GB": 8e9,
+        "bit": 1.0,
+        "bits": 1.0,
+        "b": 1.0,
+        "kbit": 1e3,
+        "Mbit": 1e6,
+        "Gbit": 1e9,
+        "B": 8.0,
+        "byte": 8.0,
+        "bytes": 8.0,
+        "kB": 8e3,
+        "MB": 8e6,
+        "GB": 8e9,
     },
     "cycles": {"cycle": 1.0, "cycles": 1.0, "kcycles": 1e3, "Mcycles": 1e6, "Gcycles": 1e9},
     "power": {"W": 1.0, "mW": 1e-3, "uW": 1e-6, "kW": 1e3},
@@ -31,8 +41,10 @@ _LOG: dict[str, dict[str, object]] = {
     "power": {"dBm": lambda v: 10 ** ((v - 30.0) / 10.0), "dBW": lambda v: 10 ** (v / 10.0)},
     "ratio": {"dB": lambda v: 10 ** (v / 10.0)},
     # noise density: dBm/Hz -> W/Hz
-    "power_density": {"dBm/Hz": lambda v: 10 ** ((v - 30.0) / 10.0),
-                      "dBW/Hz": lambda v: 10 ** (v / 10.0)},
+    "power_density": {
+        "dBm/Hz": lambda v: 10 ** ((v - 30.0) / 10.0),
+        "dBW/Hz": lambda v: 10 ** (v / 10.0),
+    },
 }
 _LINEAR["power_density"] = {"W/Hz": 1.0}
 
@@ -94,9 +106,7 @@ def parse_quantity(value: object, dimension: str) -> float:
                 raise UnitError(f"{value!r} is too large to convert") from None
         else:
             units = ", ".join(allowed_units(dimension)) or "none (plain number)"
-            raise UnitError(
-                f"unit {unit!r} is not a unit of {dimension}; allowed units: {units}"
-            )
+            raise UnitError(f"unit {unit!r} is not a unit of {dimension}; allowed units: {units}")
     else:
         raise UnitError(
             f"expected a quantity in {UNITS_HELP[dimension]}, got {type(value).__name__}"

@@ -34,8 +34,9 @@ class World:
         self.n_servers = m = self.server_position.shape[0]
         self.vehicle_cpu = np.full(n, sc.vehicles.cpu)
         self.vehicle_power_max = np.full(n, sc.vehicles.power_max)
-        self.tasks = TaskSource(sc.tasks, n, seeds.generator("arrivals"),
-                                seeds.generator("task_sizes"))
+        self.tasks = TaskSource(
+            sc.tasks, n, seeds.generator("arrivals"), seeds.generator("task_sizes")
+        )
         self._fading_rng = seeds.generator("fading")
         self.k_candidates = min(m, MAX_CANDIDATES)
         self.step_index = 0
@@ -55,12 +56,22 @@ class World:
         """Fading draws and the channel state for the current positions."""
         ch = self.scenario.channel
         if ch.fading.model != "none":
-            self.fading = fading_power(self._fading_rng, ch.fading.model, ch.fading.rician_k,
-                                       (self.n_vehicles, self.n_servers))
+            self.fading = fading_power(
+                self._fading_rng,
+                ch.fading.model,
+                ch.fading.rician_k,
+                (self.n_vehicles, self.n_servers),
+            )
         else:
             self.fading = None
-        self.channel = ChannelState(self.positions, self.server_position, ch,
-                                    self.vehicle_power_max, self.fading, self.k_candidates)
+        self.channel = ChannelState(
+            self.positions,
+            self.server_position,
+            ch,
+            self.vehicle_power_max,
+            self.fading,
+            self.k_candidates,
+        )
 
     @property
     def nearest(self) -> np.ndarray:

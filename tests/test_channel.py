@@ -19,8 +19,9 @@ from sim.config import Channel
 
 @pytest.mark.parametrize("alpha", [2.0, 3.5])
 def test_gain_matrix_is_eq_3_with_clipping(alpha):
-    ch = Channel(path_loss_exponent=alpha, reference_gain=1e-3, reference_distance=2.0,
-                 min_distance=5.0)
+    ch = Channel(
+        path_loss_exponent=alpha, reference_gain=1e-3, reference_distance=2.0, min_distance=5.0
+    )
     rng = np.random.default_rng(0)
     v = rng.uniform(0, 300, (40, 2))
     s = rng.uniform(0, 300, (7, 2))
@@ -54,7 +55,7 @@ def test_rayleigh_and_rician_power_have_unit_mean_and_the_right_law():
     ray = fading_power(rng, "rayleigh", 0.0, 200_000)
     assert ray.mean() == pytest.approx(1.0, rel=0.01)
     assert stats.kstest(ray, "expon").pvalue > 1e-3
-    k = 10 ** 0.6  # 6 dB
+    k = 10**0.6  # 6 dB
     ric = fading_power(rng, "rician", k, 200_000)
     assert ric.mean() == pytest.approx(1.0, rel=0.01)
     # |h|^2 (K + 1) * 2 is non-central chi-square with 2 dof and non-centrality 2K
@@ -80,5 +81,4 @@ def test_nearest_server_and_candidates():
     np.testing.assert_array_equal(nearest_server(v, s), d.argmin(axis=1))
     state = ChannelState(v, s, Channel(), np.ones(200), None, 4)
     np.testing.assert_array_equal(state.candidates, np.argsort(d, axis=1)[:, :4])
-    np.testing.assert_array_equal(state.cell_size, np.bincount(d.argmin(axis=1),
-                                                                minlength=12))
+    np.testing.assert_array_equal(state.cell_size, np.bincount(d.argmin(axis=1), minlength=12))

@@ -48,27 +48,36 @@ def check_one_error_line(stderr: str, expected: str) -> str:
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(RUN_SIM), *args], capture_output=True,
-                          text=True, timeout=60, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, str(RUN_SIM), *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
 
 
 class FakeRunner:
     """Stands in for :mod:`sim.runner`: records the call and returns a fixed result."""
 
     def __init__(self, summary: dict | None = None, raises: BaseException | None = None):
-        self.summary = summary if summary is not None else {
-            "n_tasks": 1234, "latency_mean": 0.0123, "latency_p95": 0.045,
-            "energy_mean": 0.25, "deadline_miss_rate": 0.031}
+        self.summary = (
+            summary
+            if summary is not None
+            else {
+                "n_tasks": 1234,
+                "latency_mean": 0.0123,
+                "latency_p95": 0.045,
+                "energy_mean": 0.25,
+                "deadline_miss_rate": 0.031,
+            }
+        )
         self.raises = raises
         self.calls: list[dict] = []
 
     def run_scenario(self, scenario, out_dir=None, quiet=False, source=None):
-        self.calls.append({"scenario": scenario, "out_dir": out_dir, "quiet": quiet,
-                           "source": source})
+        self.calls.append(
+            {"scenario": scenario, "out_dir": out_dir, "quiet": quiet, "source": source}
+        )
         if self.raises is not None:
             raise self.raises
-        return types.SimpleNamespace(out_dir=Path(out_dir or "results/x/now"),
-                                     summary=self.summary)
+        return types.SimpleNamespace(out_dir=Path(out_dir or "results/x/now"), summary=self.summary)
 
 
 @pytest.fixture
@@ -83,8 +92,10 @@ def runner(monkeypatch) -> FakeRunner:
 @pytest.fixture
 def good(tmp_path: Path) -> Path:
     path = tmp_path / "good.yaml"
-    path.write_text("name: good\nseed: 1\nengine: {horizon: 10 s}\n"
-                    "vehicles: {count: 4}\nservers: {count: 2}\npolicy: nearest\n")
+    path.write_text(
+        "name: good\nseed: 1\nengine: {horizon: 10 s}\n"
+        "vehicles: {count: 4}\nservers: {count: 2}\npolicy: nearest\n"
+    )
     return path
 
 
@@ -108,8 +119,10 @@ def test_bad_fixture_in_process(path: Path, command: str, capsys, runner) -> Non
 
 
 SUBPROCESS_CASES = [
-    ("validate", "bad_unit.yaml"), ("validate", "python_tag.yaml"),
-    ("run", "site_position_unit.yaml"), ("run", "unknown_policy.yaml"),
+    ("validate", "bad_unit.yaml"),
+    ("validate", "python_tag.yaml"),
+    ("run", "site_position_unit.yaml"),
+    ("run", "unknown_policy.yaml"),
 ]
 
 
@@ -197,11 +210,14 @@ def test_run_overrides(good: Path, runner: FakeRunner) -> None:
     assert (scenario.seed, scenario.engine.horizon) == (9, 2.0)
 
 
-@pytest.mark.parametrize(("args", "key"), [
-    (["--horizon", "2 parsecs"], "engine.horizon"),
-    (["--horizon", "-1 s"], "engine.horizon"),
-    (["--seed", "-5"], "seed"),
-])
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--horizon", "2 parsecs"], "engine.horizon"),
+        (["--horizon", "-1 s"], "engine.horizon"),
+        (["--seed", "-5"], "seed"),
+    ],
+)
 def test_run_bad_override(good: Path, runner: FakeRunner, capsys, args, key) -> None:
     assert main(["run", str(good), *args]) == 2
     line = check_one_error_line(capsys.readouterr().err, key)
@@ -209,8 +225,9 @@ def test_run_bad_override(good: Path, runner: FakeRunner, capsys, args, key) -> 
     assert runner.calls == []
 
 
-def test_run_default_scenario_found_from_elsewhere(tmp_path: Path, monkeypatch,
-                                                   runner: FakeRunner) -> None:
+def test_run_default_scenario_found_from_elsewhere(
+    tmp_path: Path, monkeypatch, runner: FakeRunner
+) -> None:
     if not QUICKSTART.exists():
         pytest.skip("no quickstart scenario")
     monkeypatch.chdir(tmp_path)
@@ -223,14 +240,18 @@ def test_run_word_that_is_neither_command_nor_file(capsys, runner: FakeRunner) -
     check_one_error_line(capsys.readouterr().err, "neither a command")
 
 
-@pytest.mark.parametrize(("raised", "status", "text"), [
-    (SimError("engine stalled"), 2, "error: engine stalled"),
-    (ScenarioError("bad", key="a.b", file="f.yaml", line=2), 2, "error: f.yaml:2: a.b: bad"),
-    (KeyboardInterrupt(), 130, "error: interrupted"),
-    (PermissionError(13, "Permission denied", "/results"), 1, "Permission denied"),
-])
-def test_run_errors_are_one_line(good: Path, runner: FakeRunner, capsys, raised, status,
-                                 text) -> None:
+@pytest.mark.parametrize(
+    ("raised", "status", "text"),
+    [
+        (SimError("engine stalled"), 2, "error: engine stalled"),
+        (ScenarioError("bad", key="a.b", file="f.yaml", line=2), 2, "error: f.yaml:2: a.b: bad"),
+        (KeyboardInterrupt(), 130, "error: interrupted"),
+        (PermissionError(13, "Permission denied", "/results"), 1, "Permission denied"),
+    ],
+)
+def test_run_errors_are_one_line(
+    good: Path, runner: FakeRunner, capsys, raised, status, text
+) -> None:
     runner.raises = raised
     assert main(["run", str(good)]) == status
     assert check_one_error_line(capsys.readouterr().err, text)
@@ -251,8 +272,9 @@ def test_programming_errors_are_not_hidden(good: Path, runner: FakeRunner) -> No
 
 
 # --------------------------------------------------------------------------- usage
-@pytest.mark.parametrize("args", [["--bogus"], ["run", "--seed", "x"], ["validate"],
-                                  ["schema", "extra"]])
+@pytest.mark.parametrize(
+    "args", [["--bogus"], ["run", "--seed", "x"], ["validate"], ["schema", "extra"]]
+)
 def test_usage_errors_exit_2(args: list[str], capsys) -> None:
     assert main(args) == 2
     assert "usage:" in capsys.readouterr().err
@@ -265,12 +287,19 @@ def test_help_in_process(capsys) -> None:
 
 
 def test_help_subprocess_imports_nothing_heavy() -> None:
-    proc = subprocess.run([sys.executable, "-X", "importtime", str(RUN_SIM), "--help"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(RUN_SIM), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0
     assert "validate" in proc.stdout
-    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     heavy = {"numpy", "pydantic", "pandas", "scipy", "simpy", "numba", "yaml", "qiskit"}
     assert not heavy & {name.split(".")[0] for name in imported}
 
@@ -283,27 +312,108 @@ def test_schema_prints_json() -> None:
 
 
 # --------------------------------------------------------------------------- arbitrary input
-FIELD_NAMES = sorted({name for model in (Scenario, *(f.annotation for f in
-                      Scenario.model_fields.values() if isinstance(f.annotation, type)))
-                      if hasattr(model, "model_fields") for name in model.model_fields}
-                     | {"position", "sites", "params", "server", "kind", "low", "high",
-                        "value", "mean", "area", "fading", "priority"})
-UNIT_TEXTS = ["10 MHz", "-70 dBm", "-40 dB", "2 GHz", "50 ms", "54 km/h", "1e6 dBm", "5 xx",
-              "1e400 s", "fixed", "list", "uniform", "greedy", "density", "", ".inf", "nan"]
+FIELD_NAMES = sorted(
+    {
+        name
+        for model in (
+            Scenario,
+            *(
+                f.annotation
+                for f in Scenario.model_fields.values()
+                if isinstance(f.annotation, type)
+            ),
+        )
+        if hasattr(model, "model_fields")
+        for name in model.model_fields
+    }
+    | {
+        "position",
+        "sites",
+        "params",
+        "server",
+        "kind",
+        "low",
+        "high",
+        "value",
+        "mean",
+        "area",
+        "fading",
+        "priority",
+    }
+)
+UNIT_TEXTS = [
+    "10 MHz",
+    "-70 dBm",
+    "-40 dB",
+    "2 GHz",
+    "50 ms",
+    "54 km/h",
+    "1e6 dBm",
+    "5 xx",
+    "1e400 s",
+    "fixed",
+    "list",
+    "uniform",
+    "greedy",
+    "density",
+    "",
+    ".inf",
+    "nan",
+]
 
-scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(UNIT_TEXTS)
-           | st.text(max_size=12))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from(UNIT_TEXTS)
+    | st.text(max_size=12)
+)
 keys = st.sampled_from(FIELD_NAMES) | st.text(max_size=8)
 structures = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
     max_leaves=25,
 )
-YAML_TOKENS = ["{", "}", "[", "]", ",", ":", ": ", "- ", "\n", "  ", "\t", "&a ", "*a", "!!str ",
-               "!x ", "? ", "|", ">", "---", "...", "'", '"', "#", "%YAML 1.1", "engine",
-               "horizon", "10 s", "vehicles", "count", "3", "-1", "policy", "fixed", "\x00",
-               "\x07", "é", "\ufeff"]
+YAML_TOKENS = [
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    ": ",
+    "- ",
+    "\n",
+    "  ",
+    "\t",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!x ",
+    "? ",
+    "|",
+    ">",
+    "---",
+    "...",
+    "'",
+    '"',
+    "#",
+    "%YAML 1.1",
+    "engine",
+    "horizon",
+    "10 s",
+    "vehicles",
+    "count",
+    "3",
+    "-1",
+    "policy",
+    "fixed",
+    "\x00",
+    "\x07",
+    "é",
+    "\ufeff",
+]
 yaml_like = st.lists(st.sampled_from(YAML_TOKENS), max_size=40).map("".join)
 
 
@@ -347,9 +457,22 @@ def test_random_structures(scratch: Path, data: dict) -> None:
 
 
 @FUZZ
-@given(section=st.sampled_from(["engine", "vehicles", "servers", "mobility", "channel",
-                                "tasks", "cost", "policy", "output"]),
-       body=st.dictionaries(keys, structures, max_size=4))
+@given(
+    section=st.sampled_from(
+        [
+            "engine",
+            "vehicles",
+            "servers",
+            "mobility",
+            "channel",
+            "tasks",
+            "cost",
+            "policy",
+            "output",
+        ]
+    ),
+    body=st.dictionaries(keys, structures, max_size=4),
+)
 def test_random_sections(scratch: Path, section: str, body: dict) -> None:
     scratch.write_text(yaml.safe_dump({section: body}, allow_unicode=True), encoding="utf-8")
     load_or_error(scratch)

@@ -19,8 +19,13 @@ SCENARIOS = sorted(p for p in (REPO / "scenarios").rglob("*.yaml"))
 
 
 def run_sim(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "run_sim.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "run_sim.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_default_run_writes_a_complete_results_folder(tmp_path):
@@ -42,22 +47,32 @@ def test_default_run_writes_a_complete_results_folder(tmp_path):
     assert config["name"] == "quickstart" and config["engine"]["horizon"] == 5.0
     # the resolved configuration is itself a valid scenario that gives the same world
     again = load_scenario(out / "config.yaml")
-    assert again == load_scenario(REPO / "scenarios" / "quickstart.yaml",
-                                  overrides={"engine.horizon": "5 s"})
+    assert again == load_scenario(
+        REPO / "scenarios" / "quickstart.yaml", overrides={"engine.horizon": "5 s"}
+    )
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert {"latency_cdf.png", "latency_breakdown.png"} <= set(pngs)
     assert all((out / "figures" / p).stat().st_size > 1000 for p in pngs)
 
 
 def test_rerun_of_the_resolved_config_gives_the_same_table(tmp_path):
-    first = run_sim("run", str(REPO / "scenarios" / "quickstart.yaml"), "--horizon", "3 s",
-                    "--out", str(tmp_path / "a"), "--quiet")
+    first = run_sim(
+        "run",
+        str(REPO / "scenarios" / "quickstart.yaml"),
+        "--horizon",
+        "3 s",
+        "--out",
+        str(tmp_path / "a"),
+        "--quiet",
+    )
     assert first.returncode == 0, first.stderr
-    second = run_sim("run", str(tmp_path / "a" / "config.yaml"), "--out",
-                     str(tmp_path / "b"), "--quiet")
+    second = run_sim(
+        "run", str(tmp_path / "a" / "config.yaml"), "--out", str(tmp_path / "b"), "--quiet"
+    )
     assert second.returncode == 0, second.stderr
-    assert (tmp_path / "a" / "tasks.parquet").read_bytes() == \
-        (tmp_path / "b" / "tasks.parquet").read_bytes()
+    assert (tmp_path / "a" / "tasks.parquet").read_bytes() == (
+        tmp_path / "b" / "tasks.parquet"
+    ).read_bytes()
 
 
 def test_failure_during_a_run_is_one_line_and_keeps_the_folder(tmp_path):

@@ -9,13 +9,19 @@ from conftest import run_table, scenario
 from sim.reference import simulate_reference
 
 CASES = {
-    "fifo-static": dict(mobility={"model": "static"}, policy="nearest",
-                        tasks={"arrival_rate": "40 /s"}),
+    "fifo-static": dict(
+        mobility={"model": "static"}, policy="nearest", tasks={"arrival_rate": "40 /s"}
+    ),
     "priority-multicore-drop": dict(
         mobility={"model": "random_waypoint", "step": "50 ms"},
         vehicles={"count": 6, "queue": "priority", "uplink_queue": "priority", "cpu": "0.1 GHz"},
-        servers={"count": 2, "cores": 3, "queue": "priority", "cpu": "0.5 GHz",
-                 "bandwidth": "2 MHz"},
+        servers={
+            "count": 2,
+            "cores": 3,
+            "queue": "priority",
+            "cpu": "0.5 GHz",
+            "bandwidth": "2 MHz",
+        },
         tasks={"arrival_rate": "150 /s", "drop_expired": True, "deadline": "40 ms"},
         policy={"id": "random", "params": {"offload_probability": 0.7}},
     ),
@@ -23,8 +29,10 @@ CASES = {
         mobility={"model": "highway", "step": "20 ms"},
         vehicles={"count": 8},
         servers={"count": 3, "cores": 2, "bandwidth": "3 MHz"},
-        channel={"fading": {"model": "rayleigh"}, "interference": {"enabled": True,
-                                                                   "activity": 0.3}},
+        channel={
+            "fading": {"model": "rayleigh"},
+            "interference": {"enabled": True, "activity": 0.3},
+        },
         tasks={"arrival_rate": "60 /s"},
         policy="greedy",
     ),
@@ -55,8 +63,14 @@ def test_fast_engine_equals_reference(case):
     got = table.set_index("task_id")
     for col in ("rate", "tx_start", "tx_time", "compute_start", "completion", "energy"):
         want = np.array([ref[i][col] for i in got.index])
-        np.testing.assert_allclose(got[col].to_numpy(), want, rtol=1e-11, atol=1e-15,
-                                   equal_nan=True, err_msg=f"{case}: column {col}")
+        np.testing.assert_allclose(
+            got[col].to_numpy(),
+            want,
+            rtol=1e-11,
+            atol=1e-15,
+            equal_nan=True,
+            err_msg=f"{case}: column {col}",
+        )
     status = np.array([0 if ref[i]["status"] == "completed" else 1 for i in got.index])
     np.testing.assert_array_equal(got["status"].to_numpy(), status)
     if sc.tasks.drop_expired:

@@ -54,9 +54,21 @@ def kernel_in_epochs(queue, arrival, service, key, deadline, cores, fifo, drop, 
         idx = np.concatenate((carry, new))
         last_round = t1 > arrival.max(initial=0.0)
         t_known = math.inf if last_round else t1
-        s, stt = serve_stage(queue[idx], arrival[idx], service[idx], key[idx], deadline[idx],
-                             free, np.asarray(cores, dtype=np.int64), last, busy, t_known,
-                             fifo, drop, horizon)
+        s, stt = serve_stage(
+            queue[idx],
+            arrival[idx],
+            service[idx],
+            key[idx],
+            deadline[idx],
+            free,
+            np.asarray(cores, dtype=np.int64),
+            last,
+            busy,
+            t_known,
+            fifo,
+            drop,
+            horizon,
+        )
         start[idx] = s
         status[idx] = stt
         carry = idx[stt == DEFERRED]
@@ -93,14 +105,18 @@ def test_kernel_matches_simpy(fifo, drop, cores, epoch):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 80), cores=st.integers(1, 3),
-       fifo=st.booleans(), drop=st.booleans(), epoch=st.floats(0.05, 20.0))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 80),
+    cores=st.integers(1, 3),
+    fifo=st.booleans(),
+    drop=st.booleans(),
+    epoch=st.floats(0.05, 20.0),
+)
 def test_epoch_splitting_never_changes_times(seed, n, cores, fifo, drop, epoch):
     q, a, s, k, d = workload(seed, n, 2, 1.2, service_kind="exp")
-    whole, whole_drop, whole_busy = kernel_in_epochs(q, a, s, k, d, [cores, 1], fifo, drop,
-                                                     1e12)
-    split, split_drop, split_busy = kernel_in_epochs(q, a, s, k, d, [cores, 1], fifo, drop,
-                                                     epoch)
+    whole, whole_drop, whole_busy = kernel_in_epochs(q, a, s, k, d, [cores, 1], fifo, drop, 1e12)
+    split, split_drop, split_busy = kernel_in_epochs(q, a, s, k, d, [cores, 1], fifo, drop, epoch)
     np.testing.assert_array_equal(split_drop, whole_drop)
     np.testing.assert_array_equal(split, whole)
     np.testing.assert_allclose(split_busy, whole_busy, rtol=1e-12)
@@ -109,8 +125,9 @@ def test_epoch_splitting_never_changes_times(seed, n, cores, fifo, drop, epoch):
 def test_fifo_single_server_is_lindley():
     a = np.array([0.0, 0.5, 0.6, 5.0])
     s = np.array([1.0, 1.0, 1.0, 0.1])
-    start, _dropped, busy = kernel_in_epochs(np.zeros(4, np.int64), a, s, np.zeros(4),
-                                            np.full(4, np.inf), [1], True, False, 1e9)
+    start, _dropped, busy = kernel_in_epochs(
+        np.zeros(4, np.int64), a, s, np.zeros(4), np.full(4, np.inf), [1], True, False, 1e9
+    )
     np.testing.assert_array_equal(start, [0.0, 1.0, 2.0, 5.0])
     assert busy[0] == pytest.approx(3.1)
 
@@ -120,8 +137,9 @@ def test_priority_serves_best_waiting_task_first():
     a = np.array([0.0, 0.1, 0.2])
     s = np.array([1.0, 1.0, 1.0])
     key = np.array([0.0, 5.0, -5.0])
-    start, _, _ = kernel_in_epochs(np.zeros(3, np.int64), a, s, key, np.full(3, np.inf),
-                                   [1], False, False, 0.15)
+    start, _, _ = kernel_in_epochs(
+        np.zeros(3, np.int64), a, s, key, np.full(3, np.inf), [1], False, False, 0.15
+    )
     np.testing.assert_array_equal(start, [0.0, 2.0, 1.0])
 
 
@@ -129,25 +147,50 @@ def test_dropped_task_uses_no_service():
     a = np.array([0.0, 0.1, 0.2])
     s = np.array([1.0, 1.0, 1.0])
     d = np.array([10.0, 0.5, 10.0])  # task 1 would start at 1.0 > 0.5
-    start, dropped, busy = kernel_in_epochs(np.zeros(3, np.int64), a, s, np.zeros(3), d,
-                                            [1], True, True, 1e9)
+    start, dropped, busy = kernel_in_epochs(
+        np.zeros(3, np.int64), a, s, np.zeros(3), d, [1], True, True, 1e9
+    )
     np.testing.assert_array_equal(dropped, [False, True, False])
     np.testing.assert_array_equal(start, [0.0, 1.0, 1.0])
     assert busy[0] == pytest.approx(2.0)
 
 
 def test_empty_stage():
-    start, status = serve_stage(np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0),
-                                np.empty(0), np.zeros((1, 1)), np.ones(1, np.int64),
-                                np.zeros(1), np.zeros(1), 1.0, True, False, 1.0)
+    start, status = serve_stage(
+        np.empty(0, np.int64),
+        np.empty(0),
+        np.empty(0),
+        np.empty(0),
+        np.empty(0),
+        np.zeros((1, 1)),
+        np.ones(1, np.int64),
+        np.zeros(1),
+        np.zeros(1),
+        1.0,
+        True,
+        False,
+        1.0,
+    )
     assert start.shape == (0,) and status.shape == (0,)
 
 
 def test_busy_time_is_cut_at_horizon():
     free, last, busy = np.zeros((1, 1)), np.zeros(1), np.zeros(1)
-    serve_stage(np.zeros(1, np.int64), np.array([0.5]), np.array([2.0]), np.zeros(1),
-                np.full(1, np.inf), free, np.ones(1, np.int64), last, busy, math.inf, True,
-                False, 1.0)
+    serve_stage(
+        np.zeros(1, np.int64),
+        np.array([0.5]),
+        np.array([2.0]),
+        np.zeros(1),
+        np.full(1, np.inf),
+        free,
+        np.ones(1, np.int64),
+        last,
+        busy,
+        math.inf,
+        True,
+        False,
+        1.0,
+    )
     assert busy[0] == pytest.approx(0.5)
     assert free[0, 0] == pytest.approx(2.5)
 
@@ -164,8 +207,11 @@ def naive_bandwidth_load(vehicle, server, share, m):
 
 
 @settings(max_examples=50, deadline=None)
-@given(data=st.lists(st.tuples(st.integers(0, 4), st.integers(-1, 2),
-                               st.floats(0.01, 1.0)), max_size=30))
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(-1, 2), st.floats(0.01, 1.0)), max_size=30
+    )
+)
 def test_bandwidth_load_matches_naive(data):
     data.sort(key=lambda r: r[0])
     v = np.array([r[0] for r in data], dtype=np.int64)

@@ -159,8 +159,15 @@ def test_two_half_steps_equal_one_step(model):
 # --------------------------------------------------------------------------- highway
 def test_highway_lanes_directions_speeds_and_wrap():
     w, h, lanes, lw = 500.0, 200.0, 3, 3.5
-    m = build(600, seed=2, model="highway", area=Area(width=w, height=h), lanes=lanes,
-              lane_width=lw, speed=(20.0, 35.0))
+    m = build(
+        600,
+        seed=2,
+        model="highway",
+        area=Area(width=w, height=h),
+        lanes=lanes,
+        lane_width=lw,
+        speed=(20.0, 35.0),
+    )
     above = h / 2 + (np.arange(lanes) + 0.5) * lw
     below = h / 2 - (np.arange(lanes) + 0.5) * lw
     y0 = m.positions[:, 1].copy()
@@ -186,8 +193,14 @@ def test_highway_lanes_directions_speeds_and_wrap():
 
 
 def test_highway_one_way_lanes_are_centred():
-    m = build(300, model="highway", area=Area(width=1000, height=50), lanes=4,
-              lane_width=3.0, bidirectional=False)
+    m = build(
+        300,
+        model="highway",
+        area=Area(width=1000, height=50),
+        lanes=4,
+        lane_width=3.0,
+        bidirectional=False,
+    )
     centres = 25.0 + np.array([-4.5, -1.5, 1.5, 4.5])
     assert np.isin(m.positions[:, 1], centres).all()
     assert (m.velocities[:, 0] > 0).all()
@@ -206,12 +219,19 @@ def on_street(p: np.ndarray, block: float) -> np.ndarray:
     return multiple(p[:, 0]) | multiple(p[:, 1])
 
 
-@pytest.mark.parametrize("block,width,height", [(200.0, 1000.0, 1000.0),
-                                                (130.0, 900.0, 500.0),
-                                                (100.0 / 3.0, 100.0, 100.0)])
+@pytest.mark.parametrize(
+    "block,width,height",
+    [(200.0, 1000.0, 1000.0), (130.0, 900.0, 500.0), (100.0 / 3.0, 100.0, 100.0)],
+)
 def test_manhattan_vehicles_stay_on_streets(block, width, height):
-    m = build(400, seed=4, model="manhattan", block=block,
-              area=Area(width=width, height=height), turn_probability=0.6)
+    m = build(
+        400,
+        seed=4,
+        model="manhattan",
+        block=block,
+        area=Area(width=width, height=height),
+        turn_probability=0.6,
+    )
     assert on_street(m.positions, block).all()
     for dt in [0.1] * 300 + [7.3, 41.0]:
         m.advance(dt)
@@ -226,8 +246,7 @@ def test_manhattan_vehicles_stay_on_streets(block, width, height):
 
 
 def test_manhattan_initial_positions_uniform_on_network():
-    m = build(20_000, seed=9, model="manhattan", block=100.0,
-              area=Area(width=400.0, height=200.0))
+    m = build(20_000, seed=9, model="manhattan", block=100.0, area=Area(width=400.0, height=200.0))
     # 3 horizontal streets of 400 m and 5 vertical ones of 200 m
     horizontal = m.velocities[:, 0] != 0
     assert abs(horizontal.mean() - 1200 / 2200) < 0.015
@@ -240,8 +259,15 @@ def test_manhattan_initial_positions_uniform_on_network():
 def test_manhattan_distance_per_step_is_speed_times_dt():
     """With speed * dt below a block a vehicle passes at most one junction per step, and
     straight or turning, its path then has the L1 length of its displacement."""
-    m = build(500, seed=6, model="manhattan", block=50.0, speed=(5.0, 30.0),
-              area=Area(width=300.0, height=200.0), turn_probability=0.5)
+    m = build(
+        500,
+        seed=6,
+        model="manhattan",
+        block=50.0,
+        speed=(5.0, 30.0),
+        area=Area(width=300.0, height=200.0),
+        turn_probability=0.5,
+    )
     dt = 0.5
     speed = np.hypot(*m.velocities.T)
     assert ((speed >= 5.0) & (speed <= 30.0)).all()
@@ -260,8 +286,15 @@ def test_manhattan_turning_statistics():
     """On a grid so large that its border is rarely reached, a vehicle turns at a fraction
     ``turn_probability`` of the junctions it passes, left and right equally often."""
     p, block, dt, steps = 0.3, 100.0, 1.0, 100
-    m = build(3000, seed=11, model="manhattan", block=block, turn_probability=p,
-              speed=(10.0, 30.0), area=Area(width=1e5, height=1e5))
+    m = build(
+        3000,
+        seed=11,
+        model="manhattan",
+        block=block,
+        turn_probability=p,
+        speed=(10.0, 30.0),
+        area=Area(width=1e5, height=1e5),
+    )
     travelled = np.hypot(*m.velocities.T).sum() * dt * steps
     left = right = 0
     for _ in range(steps):
@@ -276,17 +309,26 @@ def test_manhattan_turning_statistics():
 
 
 def test_manhattan_without_turns_goes_straight_until_the_border():
-    m = build(300, seed=12, model="manhattan", block=100.0, turn_probability=0.0,
-              area=Area(width=1000.0, height=1000.0), speed=(10.0, 10.0))
+    m = build(
+        300,
+        seed=12,
+        model="manhattan",
+        block=100.0,
+        turn_probability=0.0,
+        area=Area(width=1000.0, height=1000.0),
+        speed=(10.0, 10.0),
+    )
     for _ in range(50):
         v_old, p_old = m.velocities.copy(), m.positions.copy()
         m.advance(1.0)
         changed = (m.velocities != v_old).any(axis=1)
         # a vehicle changes heading only at a border street
-        at_border = ((np.abs(m.positions - 0.0) < 10.0 + 1e-9)
-                     | (np.abs(m.positions - 1000.0) < 10.0 + 1e-9)
-                     | (np.abs(p_old - 0.0) < 10.0 + 1e-9)
-                     | (np.abs(p_old - 1000.0) < 10.0 + 1e-9)).any(axis=1)
+        at_border = (
+            (np.abs(m.positions - 0.0) < 10.0 + 1e-9)
+            | (np.abs(m.positions - 1000.0) < 10.0 + 1e-9)
+            | (np.abs(p_old - 0.0) < 10.0 + 1e-9)
+            | (np.abs(p_old - 1000.0) < 10.0 + 1e-9)
+        ).any(axis=1)
         assert not (changed & ~at_border).any()
 
 
@@ -307,13 +349,20 @@ def test_manhattan_junction_choices_only_open_ways(p):
             pick = (u >= cum[row, 0]).astype(int) + (u >= cum[row, 1])
             assert all(probs[k] > 0 for k in pick)
     interior = 15 * 4  # every way open
-    np.testing.assert_allclose(np.diff(np.concatenate([[0.0], cum[interior]])),
-                               [1 - p, p / 2, p / 2], atol=1e-15)
+    np.testing.assert_allclose(
+        np.diff(np.concatenate([[0.0], cum[interior]])), [1 - p, p / 2, p / 2], atol=1e-15
+    )
 
 
 def test_manhattan_single_street_reverses_at_the_ends():
-    m = build(50, seed=13, model="manhattan", block=100.0,
-              area=Area(width=500.0, height=60.0), speed=(10.0, 20.0))
+    m = build(
+        50,
+        seed=13,
+        model="manhattan",
+        block=100.0,
+        area=Area(width=500.0, height=60.0),
+        speed=(10.0, 20.0),
+    )
     assert not m.positions[:, 1].any()  # the only street is y = 0
     x_seen = []
     for _ in range(300):
@@ -338,14 +387,16 @@ def test_mean_distance_in_rectangle():
     for w, h in [(3.0, 1.0), (1000.0, 40.0)]:
         a = rng.random((2, 400_000)) * [[w], [h]]
         b = rng.random((2, 400_000)) * [[w], [h]]
-        assert mean_distance_in_rectangle(w, h) == pytest.approx(np.hypot(*(a - b)).mean(),
-                                                                 rel=3e-3)
+        assert mean_distance_in_rectangle(w, h) == pytest.approx(
+            np.hypot(*(a - b)).mean(), rel=3e-3
+        )
 
 
 def test_rwp_speeds_in_range_and_motion_exact_within_a_leg():
     lo, hi, dt = 4.0, 25.0, 0.2
-    m = build(1000, seed=3, model="random_waypoint", speed=(lo, hi),
-              area=Area(width=600, height=400))
+    m = build(
+        1000, seed=3, model="random_waypoint", speed=(lo, hi), area=Area(width=600, height=400)
+    )
     for _ in range(300):
         old, v_old = m.positions.copy(), m.velocities.copy()
         m.advance(dt)
@@ -354,8 +405,9 @@ def test_rwp_speeds_in_range_and_motion_exact_within_a_leg():
         moved = np.hypot(*(m.positions - old).T)
         assert (moved <= hi * dt + 1e-9).all()
         same_leg = (m.velocities == v_old).all(axis=1)
-        np.testing.assert_allclose(m.positions[same_leg] - old[same_leg],
-                                   v_old[same_leg] * dt, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(
+            m.positions[same_leg] - old[same_leg], v_old[same_leg] * dt, rtol=0, atol=1e-9
+        )
         # a vehicle that changed leg went at its old, then at its new speed
         changed = ~same_leg
         fastest = np.maximum(np.hypot(*v_old.T), speed)[changed]
@@ -387,8 +439,12 @@ def test_rwp_stationary_start_is_stationary():
     # uniform positions have mean distance 0.3826 * side from the centre; RWP is nearer
     assert dist0 < 0.37 * 500.0
 
-    u = make_mobility(Mobility(model="random_waypoint", speed=(lo, hi), area=area), n,
-                      np.random.default_rng(21), start="uniform")
+    u = make_mobility(
+        Mobility(model="random_waypoint", speed=(lo, hi), area=area),
+        n,
+        np.random.default_rng(21),
+        start="uniform",
+    )
     assert not u.stationary_start
     u.advance(1e-9)  # leave the initial zero-length pause
     assert stats(u)[0] == pytest.approx((lo + hi) / 2, rel=0.03)
@@ -397,8 +453,14 @@ def test_rwp_stationary_start_is_stationary():
 
 def test_rwp_pause_fraction_and_paused_vehicles_stay():
     pause = 20.0
-    m = build(20_000, seed=5, model="random_waypoint", speed=(10.0, 20.0), pause=pause,
-              area=Area(width=400, height=400))
+    m = build(
+        20_000,
+        seed=5,
+        model="random_waypoint",
+        speed=(10.0, 20.0),
+        pause=pause,
+        area=Area(width=400, height=400),
+    )
     expected = m.paused_fraction
     assert 0.2 < expected < 0.9
     for _ in range(10):
@@ -417,8 +479,15 @@ def test_rwp_pause_fraction_and_paused_vehicles_stay():
 def test_velocities_updated_for_every_vehicle_that_changed(model):
     """Velocities are republished only for vehicles that reached a waypoint, ended a pause
     or turned; they must equal a full recomputation after every step."""
-    m = build(2000, seed=14, model=model, pause=0.7, block=40.0, speed=(5.0, 15.0),
-              area=Area(width=200, height=120))
+    m = build(
+        2000,
+        seed=14,
+        model=model,
+        pause=0.7,
+        block=40.0,
+        speed=(5.0, 15.0),
+        area=Area(width=200, height=120),
+    )
     for dt in [0.1] * 300 + [0.3, 1e-6, 0.0, 0.7, 2.1]:
         m.advance(dt)
         incremental = m.velocities
@@ -439,9 +508,20 @@ def test_rwp_unknown_start_rejected():
 
 
 # --------------------------------------------------------------------------- placement
-@pytest.mark.parametrize("count,shape", [(1, (1, 1)), (2, (1, 2)), (3, (2, 2)), (4, (2, 2)),
-                                         (5, (2, 3)), (7, (3, 3)), (10, (3, 4)),
-                                         (100, (10, 10)), (101, (10, 11))])
+@pytest.mark.parametrize(
+    "count,shape",
+    [
+        (1, (1, 1)),
+        (2, (1, 2)),
+        (3, (2, 2)),
+        (4, (2, 2)),
+        (5, (2, 3)),
+        (7, (3, 3)),
+        (10, (3, 4)),
+        (100, (10, 10)),
+        (101, (10, 11)),
+    ],
+)
 def test_grid_shape_is_most_square(count, shape):
     assert grid_shape(count) == shape
     rows, cols = shape
@@ -464,10 +544,10 @@ def test_grid_placement(count):
 
 def test_grid_placement_examples():
     area = Area(width=1000.0, height=1000.0)
-    np.testing.assert_allclose(place_servers(Servers(count=2), area),
-                               [[250, 500], [750, 500]])
-    np.testing.assert_allclose(place_servers(Servers(count=3), area),
-                               [[250, 250], [750, 250], [250, 750]])
+    np.testing.assert_allclose(place_servers(Servers(count=2), area), [[250, 500], [750, 500]])
+    np.testing.assert_allclose(
+        place_servers(Servers(count=3), area), [[250, 250], [750, 250], [250, 750]]
+    )
     five = place_servers(Servers(count=5), area)
     np.testing.assert_allclose(five[:, 0], np.array([1, 3, 5, 1, 3]) * 1000 / 6)
     np.testing.assert_allclose(five[:, 1], [250, 250, 250, 750, 750])
@@ -481,11 +561,18 @@ def test_line_placement(count):
 
 
 def list_servers() -> Servers:
-    return Servers(count=3, placement="list", cpu=5e9, cores=2, bandwidth=20e6, sites=[
-        ServerSpec(position=(10.0, 20.0)),
-        ServerSpec(position=("0.5 km", 300), cpu="8 GHz", cores=4),
-        ServerSpec(position=(1000.0, 0.0), bandwidth="1 MHz"),
-    ])
+    return Servers(
+        count=3,
+        placement="list",
+        cpu=5e9,
+        cores=2,
+        bandwidth=20e6,
+        sites=[
+            ServerSpec(position=(10.0, 20.0)),
+            ServerSpec(position=("0.5 km", 300), cpu="8 GHz", cores=4),
+            ServerSpec(position=(1000.0, 0.0), bandwidth="1 MHz"),
+        ],
+    )
 
 
 def test_list_placement_and_attributes():

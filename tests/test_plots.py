@@ -29,17 +29,31 @@ def small_run(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     latency = np.where(dropped, np.nan, np.nan_to_num(wait_up) + tx_time + wait_c + compute_time)
     energy = np.where(offload, 0.5 * tx_time, 1e-3 * rng.random(n))
     return {
-        "task_id": np.arange(n, dtype=np.int64), "vehicle": rng.integers(0, 5, n).astype(np.int32),
-        "arrival": arrival, "size_bits": np.full(n, 1e4), "cycles": np.full(n, 1e6),
-        "deadline": arrival + 0.01, "priority": np.zeros(n), "offload": offload,
-        "server": np.where(offload, 0, -1).astype(np.int32), "share": offload * 0.5,
-        "power": offload * 0.5, "rate": np.where(offload, 1e7, np.nan),
-        "tx_start": arrival + np.nan_to_num(wait_up), "tx_time": tx_time,
-        "wait_uplink": wait_up, "compute_start": arrival, "wait_compute": wait_c,
-        "compute_time": compute_time, "completion": arrival + latency, "latency": latency,
-        "energy": energy, "edge_energy": np.where(offload, 1e-3, 0.0),
+        "task_id": np.arange(n, dtype=np.int64),
+        "vehicle": rng.integers(0, 5, n).astype(np.int32),
+        "arrival": arrival,
+        "size_bits": np.full(n, 1e4),
+        "cycles": np.full(n, 1e6),
+        "deadline": arrival + 0.01,
+        "priority": np.zeros(n),
+        "offload": offload,
+        "server": np.where(offload, 0, -1).astype(np.int32),
+        "share": offload * 0.5,
+        "power": offload * 0.5,
+        "rate": np.where(offload, 1e7, np.nan),
+        "tx_start": arrival + np.nan_to_num(wait_up),
+        "tx_time": tx_time,
+        "wait_uplink": wait_up,
+        "compute_start": arrival,
+        "wait_compute": wait_c,
+        "compute_time": compute_time,
+        "completion": arrival + latency,
+        "latency": latency,
+        "energy": energy,
+        "edge_energy": np.where(offload, 1e-3, 0.0),
         "cost": 0.5 * np.nan_to_num(latency) + 0.5 * energy,
-        "status": dropped.astype(np.int8), "deadline_met": ~dropped & (latency <= 0.01),
+        "status": dropped.astype(np.int8),
+        "deadline_met": ~dropped & (latency <= 0.01),
         "in_flight": np.zeros(n, bool),
     }
 
@@ -56,12 +70,16 @@ def make_run(tmp_path: Path, n: int) -> tuple[Path, dict, tuple]:
 
 def assert_figures(paths: list[Path], names: tuple[str, ...]) -> None:
     assert sorted(p.name for p in paths) == sorted(
-        f"{n}.{ext}" for n in names for ext in ("png", "svg"))
+        f"{n}.{ext}" for n in names for ext in ("png", "svg")
+    )
     for p in paths:
         assert p.is_file() and p.stat().st_size > 1000, p
         head = p.read_bytes()[:200]
-        assert head.startswith(PNG_MAGIC) if p.suffix == ".png" else b"<svg" in head or \
-            b"<?xml" in head
+        assert (
+            head.startswith(PNG_MAGIC)
+            if p.suffix == ".png"
+            else b"<svg" in head or b"<?xml" in head
+        )
 
 
 def test_all_figures_from_a_table(tmp_path: Path, monkeypatch) -> None:
@@ -105,10 +123,11 @@ def test_tiny_tables(tmp_path: Path, rows: int) -> None:
 
 
 def test_modules_do_not_import_matplotlib_or_pandas() -> None:
-    code = ("import sys, sim.plots, sim.records, sim.summary, sim.provenance; "
-            "bad = [m for m in ('matplotlib', 'pandas') if m in sys.modules]; "
-            "sys.exit(f'imported at import time: {bad}' if bad else 0)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=False)
+    code = (
+        "import sys, sim.plots, sim.records, sim.summary, sim.provenance; "
+        "bad = [m for m in ('matplotlib', 'pandas') if m in sys.modules]; "
+        "sys.exit(f'imported at import time: {bad}' if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
     assert TASK_COLUMNS  # the table layout is importable without either

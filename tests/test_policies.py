@@ -30,8 +30,13 @@ def test_local_never_offloads():
 
 
 def test_nearest_offloads_to_the_nearest_server_with_an_equal_share():
-    sc = scenario(policy="nearest", mobility={"model": "static"}, vehicles={"count": 7},
-                  servers={"count": 3}, engine={"horizon": "2 s"})
+    sc = scenario(
+        policy="nearest",
+        mobility={"model": "static"},
+        vehicles={"count": 7},
+        servers={"count": 3},
+        engine={"horizon": "2 s"},
+    )
     table, _ = run_table(sc)
     world = World(sc, SeedTree(sc.seed))
     d = np.linalg.norm(world.positions[:, None, :] - world.server_position[None], axis=2)
@@ -49,9 +54,12 @@ def test_fixed_sends_everything_to_its_server():
 
 
 def test_random_offloads_with_its_probability_to_any_server():
-    sc = scenario(policy={"id": "random", "params": {"offload_probability": 0.3}},
-                  servers={"count": 3}, tasks={"arrival_rate": "500 /s"},
-                  engine={"horizon": "10 s"})
+    sc = scenario(
+        policy={"id": "random", "params": {"offload_probability": 0.3}},
+        servers={"count": 3},
+        tasks={"arrival_rate": "500 /s"},
+        engine={"horizon": "10 s"},
+    )
     table, _ = run_table(sc)
     n = len(table)
     assert abs(table.offload.mean() - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n)
@@ -62,8 +70,7 @@ def test_random_offloads_with_its_probability_to_any_server():
 def test_greedy_follows_the_cheaper_side():
     slow_cpu = scenario(policy="greedy", vehicles={"cpu": "10 MHz"}, engine={"horizon": "2 s"})
     assert run_table(slow_cpu)[0].offload.all()
-    thin_band = scenario(policy="greedy", servers={"bandwidth": "2 kHz"},
-                         engine={"horizon": "2 s"})
+    thin_band = scenario(policy="greedy", servers={"bandwidth": "2 kHz"}, engine={"horizon": "2 s"})
     assert not run_table(thin_band)[0].offload.any()
 
 
@@ -73,18 +80,34 @@ def observation(**over) -> Observation:
     vpos = np.array([[0.0, 0.0]])
     spos = np.array([[100.0, 0.0], [300.0, 0.0]])
     base = dict(
-        t=0.0, epoch=0.01, task_vehicle=np.array([0]), task_arrival=np.array([0.001]),
-        task_size=np.array([2e4]), task_cycles=np.array([1e6]),
-        task_deadline=np.array([0.051]), task_priority=np.array([0.0]),
-        vehicle_position=vpos, vehicle_cpu=np.array([1e9]), vehicle_power_max=np.array([1.0]),
-        vehicle_local_free=np.array([0.004]), vehicle_uplink_free=np.array([0.0]),
-        vehicle_nearest=np.array([0]), server_position=spos,
-        server_cpu=np.array([10e9, 20e9]), server_cores=np.array([1, 1]),
+        t=0.0,
+        epoch=0.01,
+        task_vehicle=np.array([0]),
+        task_arrival=np.array([0.001]),
+        task_size=np.array([2e4]),
+        task_cycles=np.array([1e6]),
+        task_deadline=np.array([0.051]),
+        task_priority=np.array([0.0]),
+        vehicle_position=vpos,
+        vehicle_cpu=np.array([1e9]),
+        vehicle_power_max=np.array([1.0]),
+        vehicle_local_free=np.array([0.004]),
+        vehicle_uplink_free=np.array([0.0]),
+        vehicle_nearest=np.array([0]),
+        server_position=spos,
+        server_cpu=np.array([10e9, 20e9]),
+        server_cores=np.array([1, 1]),
         server_bandwidth=np.array([10e6, 10e6]),
-        server_core_free=np.array([[0.006], [0.0]]), server_cell_size=np.array([1, 0]),
-        channel=ChannelState(vpos, spos, ch, np.array([1.0]), None, 2), noise=1e-10,
-        noise_is_density=False, semantic_efficiency=0.8, local_accuracy=1.0,
-        edge_accuracy=1.0, energy_coefficient=1e-27, latency_weight=0.5,
+        server_core_free=np.array([[0.006], [0.0]]),
+        server_cell_size=np.array([1, 0]),
+        channel=ChannelState(vpos, spos, ch, np.array([1.0]), None, 2),
+        noise=1e-10,
+        noise_is_density=False,
+        semantic_efficiency=0.8,
+        local_accuracy=1.0,
+        edge_accuracy=1.0,
+        energy_coefficient=1e-27,
+        latency_weight=0.5,
     )
     base.update(over)
     return Observation(**base)
@@ -110,8 +133,9 @@ def test_oracle_uses_exact_queue_state_and_trades_power_for_energy():
     busy = observation(server_core_free=np.array([[0.5], [0.0]]))
     assert make("oracle", {}, None, None).decide(busy).server[0] == -1
     # latency-blind: the lowest power level is the cheapest way to send
-    frugal = observation(latency_weight=0.0, vehicle_local_free=np.array([0.0]),
-                         energy_coefficient=1.0)
+    frugal = observation(
+        latency_weight=0.0, vehicle_local_free=np.array([0.0]), energy_coefficient=1.0
+    )
     act = make("oracle", {"power_levels": 4}, None, None).decide(frugal)
     assert act.server[0] == 0 and act.power[0] == pytest.approx(1.0 / 8)
     # latency only: full power
@@ -120,12 +144,21 @@ def test_oracle_uses_exact_queue_state_and_trades_power_for_energy():
     assert act.server[0] == 0 and act.power[0] == 1.0
 
 
-@pytest.mark.parametrize("world", [
-    dict(vehicles={"count": 6, "cpu": "0.5 GHz"}, servers={"count": 2, "cpu": "5 GHz"},
-         tasks={"arrival_rate": "150 /s"}),
-    dict(vehicles={"count": 3}, servers={"count": 2, "bandwidth": "3 MHz"},
-         tasks={"arrival_rate": "100 /s"}),
-])
+@pytest.mark.parametrize(
+    "world",
+    [
+        dict(
+            vehicles={"count": 6, "cpu": "0.5 GHz"},
+            servers={"count": 2, "cpu": "5 GHz"},
+            tasks={"arrival_rate": "150 /s"},
+        ),
+        dict(
+            vehicles={"count": 3},
+            servers={"count": 2, "bandwidth": "3 MHz"},
+            tasks={"arrival_rate": "100 /s"},
+        ),
+    ],
+)
 def test_oracle_is_the_cheapest_heuristic(world):
     costs = {}
     for policy in ("local", "nearest", "random", "greedy", "oracle"):

@@ -19,8 +19,14 @@ from sim.records import (
 )
 
 
-def synthetic_batch(n: int, seed: int = 0, first_id: int = 0, t0: float = 0.0,
-                    n_vehicles: int = 500, n_servers: int = 16) -> dict[str, np.ndarray]:
+def synthetic_batch(
+    n: int,
+    seed: int = 0,
+    first_id: int = 0,
+    t0: float = 0.0,
+    n_vehicles: int = 500,
+    n_servers: int = 16,
+) -> dict[str, np.ndarray]:
     """Rows shaped like the engine's: queues, NaN for local/dropped tasks, mixed decisions."""
     rng = np.random.default_rng(seed)
     arrival = t0 + np.sort(rng.uniform(0.0, max(n, 1) / 1e5, n))
@@ -46,13 +52,26 @@ def synthetic_batch(n: int, seed: int = 0, first_id: int = 0, t0: float = 0.0,
     return {
         "task_id": np.arange(first_id, first_id + n, dtype=np.int64),
         "vehicle": rng.integers(0, n_vehicles, n).astype(np.int32),
-        "arrival": arrival, "size_bits": size, "cycles": cycles, "deadline": deadline,
+        "arrival": arrival,
+        "size_bits": size,
+        "cycles": cycles,
+        "deadline": deadline,
         "priority": 1e-6 * cycles - 100.0 * (deadline - arrival),
-        "offload": offload, "server": server, "share": share, "power": power, "rate": rate,
-        "tx_start": tx_start, "tx_time": tx_time, "wait_uplink": wait_up,
-        "compute_start": compute_start, "wait_compute": np.where(dropped, np.nan, wait_c),
-        "compute_time": compute_time, "completion": completion, "latency": latency,
-        "energy": energy, "edge_energy": np.where(offload & ~dropped, 1e-10 * cycles, 0.0),
+        "offload": offload,
+        "server": server,
+        "share": share,
+        "power": power,
+        "rate": rate,
+        "tx_start": tx_start,
+        "tx_time": tx_time,
+        "wait_uplink": wait_up,
+        "compute_start": compute_start,
+        "wait_compute": np.where(dropped, np.nan, wait_c),
+        "compute_time": compute_time,
+        "completion": completion,
+        "latency": latency,
+        "energy": energy,
+        "edge_energy": np.where(offload & ~dropped, 1e-10 * cycles, 0.0),
         "cost": 0.5 * np.where(dropped, wait_c, latency) + 0.5 * energy,
         "status": dropped.astype(np.int8),
         "deadline_met": ~dropped & (completion <= deadline),
@@ -63,7 +82,7 @@ def synthetic_batch(n: int, seed: int = 0, first_id: int = 0, t0: float = 0.0,
 def split(batch: dict[str, np.ndarray], sizes: list[int]) -> list[dict[str, np.ndarray]]:
     out, start = [], 0
     for size in sizes:
-        out.append({k: v[start:start + size] for k, v in batch.items()})
+        out.append({k: v[start : start + size] for k, v in batch.items()})
         start += size
     assert start == len(batch["task_id"])
     return out
@@ -180,13 +199,16 @@ def test_columns_are_cast_within_their_kind(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got["vehicle"], data["vehicle"])
 
 
-@pytest.mark.parametrize("change, error", [
-    (lambda b: b.pop("latency"), "missing columns: latency"),
-    (lambda b: b.update(extra=b["latency"]), "unknown columns: extra"),
-    (lambda b: b.update(latency=b["latency"][:-1]), "length"),
-    (lambda b: b.update(offload=b["arrival"]), "does not cast"),
-    (lambda b: b.update(task_id=b["arrival"]), "does not cast"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (lambda b: b.pop("latency"), "missing columns: latency"),
+        (lambda b: b.update(extra=b["latency"]), "unknown columns: extra"),
+        (lambda b: b.update(latency=b["latency"][:-1]), "length"),
+        (lambda b: b.update(offload=b["arrival"]), "does not cast"),
+        (lambda b: b.update(task_id=b["arrival"]), "does not cast"),
+    ],
+)
 def test_bad_batches_are_rejected_before_any_row_is_kept(tmp_path: Path, change, error) -> None:
     writer = TaskTableWriter(tmp_path / "t.parquet", 1000)
     bad = synthetic_batch(10, seed=8)
@@ -203,15 +225,15 @@ def test_iter_task_batches_streams_in_bounded_batches(tmp_path: Path) -> None:
     path = write(tmp_path / "t.parquet", [data], 1000)
     batches = list(iter_task_batches(path, columns=["task_id", "latency"], batch_rows=600))
     assert all(len(b["task_id"]) <= 600 for b in batches)
-    np.testing.assert_array_equal(np.concatenate([b["latency"] for b in batches]),
-                                  data["latency"])
+    np.testing.assert_array_equal(np.concatenate([b["latency"] for b in batches]), data["latency"])
 
 
 @pytest.mark.slow
 def test_writer_throughput(tmp_path: Path) -> None:
     """10 million rows in 10,000-row batches; run with ``pytest -m slow -s``."""
-    parts = [synthetic_batch(1_000_000, seed=i, first_id=i * 1_000_000, t0=10.0 * i)
-             for i in range(10)]
+    parts = [
+        synthetic_batch(1_000_000, seed=i, first_id=i * 1_000_000, t0=10.0 * i) for i in range(10)
+    ]
     batches = [b for p in parts for b in split(p, [10_000] * 100)]
     start = time.perf_counter()
     with TaskTableWriter(tmp_path / "t.parquet", 1_000_000) as writer:
@@ -219,6 +241,8 @@ def test_writer_throughput(tmp_path: Path) -> None:
             writer.append(b)
     elapsed = time.perf_counter() - start
     size = (tmp_path / "t.parquet").stat().st_size
-    print(f"\nTaskTableWriter: 10,000,000 rows in {elapsed:.2f} s = "
-          f"{1e7 / elapsed:,.0f} rows/s, {size / 1e7:.1f} bytes/row")
+    print(
+        f"\nTaskTableWriter: 10,000,000 rows in {elapsed:.2f} s = "
+        f"{1e7 / elapsed:,.0f} rows/s, {size / 1e7:.1f} bytes/row"
+    )
     assert writer.row_groups == 10

@@ -50,7 +50,8 @@ def error_of(path: Path, **kwargs) -> ScenarioError:
 
 # --------------------------------------------------------------------------- units
 def test_units_are_converted_to_si(write) -> None:
-    s = load_scenario(write("""
+    s = load_scenario(
+        write("""
         servers:
           bandwidth: 10 MHz
           cpu: 2 GHz
@@ -61,7 +62,8 @@ def test_units_are_converted_to_si(write) -> None:
           deadline: 50 ms
         mobility:
           speed: [36 km/h, 54 km/h]
-        """))
+        """)
+    )
     assert s.servers.bandwidth == pytest.approx(1e7)
     assert s.servers.cpu == pytest.approx(2e9)
     assert s.channel.noise == pytest.approx(1e-10)
@@ -82,8 +84,10 @@ def test_wrong_unit_names_the_allowed_units(write) -> None:
     assert err.value == "10 MHzz"
     assert err.line == 2
     assert "MHz" in err.allowed and "GHz" in err.allowed
-    assert str(err).endswith(": servers.bandwidth = '10 MHzz': unit 'MHzz' is not a unit of "
-                             "frequency; allowed units: Hz, kHz, MHz, GHz, THz")
+    assert str(err).endswith(
+        ": servers.bandwidth = '10 MHzz': unit 'MHzz' is not a unit of "
+        "frequency; allowed units: Hz, kHz, MHz, GHz, THz"
+    )
 
 
 # --------------------------------------------------------------------------- schema errors
@@ -134,19 +138,22 @@ def test_section_that_is_not_a_mapping(write) -> None:
 
 
 def test_line_of_nested_value(write) -> None:
-    err = error_of(write("""
+    err = error_of(
+        write("""
         name: nested
         channel:
           path_loss_exponent: 2
           fading:
             model: rician
             rician_k: 3 parsecs
-        """))
+        """)
+    )
     assert (err.key, err.line) == ("channel.fading.rician_k", 6)
 
 
 def test_line_of_value_in_a_list(write) -> None:
-    err = error_of(write("""
+    err = error_of(
+        write("""
         servers:
           count: 2
           placement: list
@@ -155,19 +162,22 @@ def test_line_of_value_in_a_list(write) -> None:
             - position: [100 m,
                          5 xm]
               cpu: 1 GHz
-        """))
+        """)
+    )
     assert err.key == "servers.sites[1].position[1]"
     assert err.line == 7
 
 
 def test_missing_required_key_in_a_list_item(write) -> None:
-    err = error_of(write("""
+    err = error_of(
+        write("""
         servers:
           count: 1
           placement: list
           sites:
             - cpu: 1 GHz
-        """))
+        """)
+    )
     assert err.key == "servers.sites[0].position"
     assert err.value is NO_VALUE
     assert err.line == 5
@@ -181,13 +191,15 @@ def test_epoch_longer_than_horizon(write) -> None:
 
 
 def test_list_placement_with_wrong_number_of_sites(write) -> None:
-    err = error_of(write("""
+    err = error_of(
+        write("""
         servers:
           count: 3
           placement: list
           sites:
             - position: [0, 0]
-        """))
+        """)
+    )
     assert (err.key, err.line) == ("servers.sites", 4)
     assert "count is 3, sites has 1" in err.message
 
@@ -214,13 +226,15 @@ def test_unknown_policy_lists_known_ones(write) -> None:
 
 def test_fixed_policy_server_out_of_range(write) -> None:
     pytest.importorskip("models.policies")
-    err = error_of(write("""
+    err = error_of(
+        write("""
         servers: {count: 2}
         policy:
           id: fixed
           params:
             server: 2
-        """))
+        """)
+    )
     assert (err.key, err.value, err.line) == ("policy.params.server", 2, 5)
 
 
@@ -271,13 +285,15 @@ def test_policy_check_key_is_placed_under_params(write, probe_policy) -> None:
 
 # --------------------------------------------------------------------------- unsafe YAML
 def test_duplicate_keys_name_both_lines(write) -> None:
-    err = error_of(write("""
+    err = error_of(
+        write("""
         channel:
           noise: -70 dBm
           fading:
             model: rayleigh
           noise: -80 dBm
-        """))
+        """)
+    )
     assert (err.key, err.line) == ("channel.noise", 5)
     assert "line 2" in err.message and "line 5" in err.message
 
@@ -302,15 +318,18 @@ def test_alias_alone_is_rejected(write) -> None:
     assert err.line == 2
 
 
-@pytest.mark.parametrize("tagged", [
-    '!!python/object/apply:os.system ["touch {marker}"]',
-    '!!python/object/new:os.system ["touch {marker}"]',
-    '!!python/name:os.system',
-    "!custom 3",
-    "!!binary aGVsbG8=",
-    "!!set {{a, b}}",
-    "!!omap [a: 1]",
-])
+@pytest.mark.parametrize(
+    "tagged",
+    [
+        '!!python/object/apply:os.system ["touch {marker}"]',
+        '!!python/object/new:os.system ["touch {marker}"]',
+        "!!python/name:os.system",
+        "!custom 3",
+        "!!binary aGVsbG8=",
+        "!!set {{a, b}}",
+        "!!omap [a: 1]",
+    ],
+)
 def test_tags_are_rejected_and_never_executed(write, tmp_path: Path, tagged: str) -> None:
     marker = tmp_path / "executed"
     err = error_of(write(f"name: t\ndescription: {tagged.format(marker=marker)}\n"))
@@ -372,7 +391,7 @@ def test_non_utf8_file(tmp_path: Path) -> None:
 
 def test_control_character(tmp_path: Path) -> None:
     path = tmp_path / "bell.yaml"
-    path.write_bytes("description: é\nname: \"a\x07\"\n".encode())
+    path.write_bytes('description: é\nname: "a\x07"\n'.encode())
     err = error_of(path)
     assert "U+0007" in err.message and err.line == 2
 
@@ -436,8 +455,7 @@ def test_permission_denied(write, monkeypatch) -> None:
     assert error_of(path).message == "permission denied"
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root reads any file")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_file(write) -> None:
     path = write("name: x\n")
     path.chmod(0)
@@ -449,7 +467,8 @@ def test_unreadable_file(write) -> None:
 
 # --------------------------------------------------------------------------- API details
 def test_linemap(write) -> None:
-    data, lines = load_yaml(write("""
+    data, lines = load_yaml(
+        write("""
         name: lines
         servers:
           count: 1
@@ -457,7 +476,8 @@ def test_linemap(write) -> None:
           sites:
             - position: [0, 0]
               cpu: 1 GHz
-        """))
+        """)
+    )
     assert data["servers"]["sites"][0]["cpu"] == "1 GHz"
     assert lines[("name",)] == 1
     assert lines[("servers", "count")] == 3
@@ -502,8 +522,9 @@ def test_override_into_missing_section(write) -> None:
 
 
 def test_error_is_one_line_and_pickles() -> None:
-    err = ScenarioError("bad\nthing", key="a.b", value="x\ny", allowed="1, 2",
-                        file="f.yaml", line=3)
+    err = ScenarioError(
+        "bad\nthing", key="a.b", value="x\ny", allowed="1, 2", file="f.yaml", line=3
+    )
     assert str(err) == "f.yaml:3: a.b = 'x\\ny': bad thing; allowed: 1, 2"
     copy = pickle.loads(pickle.dumps(err))
     assert (copy.key, copy.value, copy.line, str(copy)) == ("a.b", "x\ny", 3, str(err))

@@ -30,16 +30,27 @@ def rows(n: int, seed: int = 0, horizon: float = HORIZON) -> dict[str, np.ndarra
     tx_time = np.where(offload, rng.uniform(1e-4, 5e-3, n), np.nan)
     wait_compute = np.where(dropped, np.nan, rng.exponential(2e-3, n) * (rng.random(n) < 0.7))
     compute_time = np.where(dropped, np.nan, 10.0 ** rng.uniform(-6, 0, n))
-    latency = np.where(dropped, np.nan,
-                       np.nan_to_num(wait_uplink) + np.nan_to_num(tx_time)
-                       + np.nan_to_num(wait_compute) + compute_time)
+    latency = np.where(
+        dropped,
+        np.nan,
+        np.nan_to_num(wait_uplink)
+        + np.nan_to_num(tx_time)
+        + np.nan_to_num(wait_compute)
+        + compute_time,
+    )
     energy = np.where(offload, 0.5 * np.nan_to_num(tx_time), 1e-3 * rng.random(n))
     return {
-        "arrival": arrival, "offload": offload, "status": status,
+        "arrival": arrival,
+        "offload": offload,
+        "status": status,
         "in_flight": ~dropped & (arrival + np.nan_to_num(latency) > horizon),
         "deadline_met": ~dropped & (latency <= 0.01),
-        "latency": latency, "wait_uplink": wait_uplink, "tx_time": tx_time,
-        "wait_compute": wait_compute, "compute_time": compute_time, "energy": energy,
+        "latency": latency,
+        "wait_uplink": wait_uplink,
+        "tx_time": tx_time,
+        "wait_compute": wait_compute,
+        "compute_time": compute_time,
+        "energy": energy,
         "edge_energy": np.where(offload & ~dropped, 2e-3 * rng.random(n), 0.0),
         "cost": W1 * np.where(dropped, 0.05, latency) + (1 - W1) * energy,
     }
@@ -78,29 +89,43 @@ def test_matches_numpy_on_the_full_data() -> None:
     assert r["throughput"] == pytest.approx(done.sum() / HORIZON, rel=1e-15)
 
     exact = {
-        "latency_mean": lat, "latency_mean_local": data["latency"][done & ~off],
+        "latency_mean": lat,
+        "latency_mean_local": data["latency"][done & ~off],
         "latency_mean_offloaded": data["latency"][done & off],
-        "wait_uplink_mean": data["wait_uplink"][off], "tx_time_mean": data["tx_time"][off],
+        "wait_uplink_mean": data["wait_uplink"][off],
+        "tx_time_mean": data["tx_time"][off],
         "wait_compute_mean": data["wait_compute"][done],
-        "compute_time_mean": data["compute_time"][done], "energy_mean": data["energy"],
-        "energy_mean_local": data["energy"][~off], "energy_mean_offloaded": data["energy"][off],
-        "edge_energy_mean": data["edge_energy"], "cost_mean": data["cost"],
+        "compute_time_mean": data["compute_time"][done],
+        "energy_mean": data["energy"],
+        "energy_mean_local": data["energy"][~off],
+        "energy_mean_offloaded": data["energy"][off],
+        "edge_energy_mean": data["edge_energy"],
+        "cost_mean": data["cost"],
     }
     for key, values in exact.items():
         assert rel(r[key], np.mean(values)) < 1e-12, key
-        assert r[key] == math.fsum(values) / len(values) or rel(
-            r[key], math.fsum(values) / len(values)) < 2.3e-16, key
-    for key, values in (("energy_total", data["energy"]), ("cost_total", data["cost"]),
-                        ("edge_energy_total", data["edge_energy"])):
+        assert (
+            r[key] == math.fsum(values) / len(values)
+            or rel(r[key], math.fsum(values) / len(values)) < 2.3e-16
+        ), key
+    for key, values in (
+        ("energy_total", data["energy"]),
+        ("cost_total", data["cost"]),
+        ("edge_energy_total", data["edge_energy"]),
+    ):
         assert r[key] == math.fsum(values), key
-    for key, values in (("latency_std", lat), ("energy_std", data["energy"]),
-                        ("cost_std", data["cost"])):
+    for key, values in (
+        ("latency_std", lat),
+        ("energy_std", data["energy"]),
+        ("cost_std", data["cost"]),
+    ):
         assert rel(r[key], np.std(values, ddof=1)) < 1e-12, key
     assert r["latency_max"] == lat.max() and r["latency_min"] == lat.min()
     for q in (0.5, 0.9, 0.95, 0.99):
         assert rel(r[f"latency_p{round(q * 100)}"], np.quantile(lat, q)) <= 1e-3, q
-    assert r["cost_of_means"] == pytest.approx(W1 * np.mean(lat)
-                                               + (1 - W1) * np.mean(data["energy"]))
+    assert r["cost_of_means"] == pytest.approx(
+        W1 * np.mean(lat) + (1 - W1) * np.mean(data["energy"])
+    )
 
 
 def test_result_does_not_depend_on_how_rows_are_batched() -> None:
@@ -141,16 +166,17 @@ def test_rows_before_the_warmup_are_ignored() -> None:
     assert got == want
     assert got["n_tasks"] == late.sum()
     assert got["throughput"] == pytest.approx(got["n_completed"] / (HORIZON - warmup))
-    assert rel(got["latency_mean"], np.mean(data["latency"][late & (data["status"] == 0)])) \
-        < 1e-12
+    assert rel(got["latency_mean"], np.mean(data["latency"][late & (data["status"] == 0)])) < 1e-12
 
 
 def test_empty_input_gives_valid_json() -> None:
     acc = SummaryAccumulator(HORIZON, 1.0, W1)
     acc.add({k: v[:0] for k, v in rows(10).items()})
     acc.add({k: v[:3] for k, v in rows(10).items()} | {"arrival": np.zeros(3)})  # warm-up
-    r = acc.result({"utilisation": {"edge_mean": np.float64(0.5)}, "n_epochs": np.int64(7)},
-                   include_histogram=True)
+    r = acc.result(
+        {"utilisation": {"edge_mean": np.float64(0.5)}, "n_epochs": np.int64(7)},
+        include_histogram=True,
+    )
     json.dumps(r, allow_nan=False)
     assert r["n_tasks"] == 0 and r["n_warmup_excluded"] == 3
     assert r["latency_mean"] is None and r["latency_p95"] is None and r["energy_mean"] is None
@@ -193,10 +219,16 @@ def test_latency_histogram_covers_the_non_empty_range() -> None:
 
 def test_exact_sum_is_exact_and_order_free() -> None:
     rng = np.random.default_rng(8)
-    values = np.concatenate([
-        rng.exponential(1.0, 10_000), -rng.exponential(1e-3, 5000), [1e16, 1.0, -1e16],
-        10.0 ** rng.uniform(-300, -200, 50), [5e-324, 1e300, -1e300, 3.5e200],
-        rng.normal(0, 1e-20, 100)])
+    values = np.concatenate(
+        [
+            rng.exponential(1.0, 10_000),
+            -rng.exponential(1e-3, 5000),
+            [1e16, 1.0, -1e16],
+            10.0 ** rng.uniform(-300, -200, 50),
+            [5e-324, 1e300, -1e300, 3.5e200],
+            rng.normal(0, 1e-20, 100),
+        ]
+    )
     want = math.fsum(values)
     for order in (values, values[::-1], rng.permutation(values)):
         s = ExactSum()
@@ -231,10 +263,35 @@ def hard_rows(n: int, seed: int) -> dict[str, np.ndarray]:
     subnormals, negatives, signed zeros and ranges far wider than 2**51 in one block."""
     data = rows(n, seed)
     rng = np.random.default_rng(seed)
-    special = np.array([0.0, -0.0, 5e-324, 1e-310, -2.5e-308, 1e-300, 3e15, 2.0**53 + 2,
-                        -3.0, 1e100, -1e-150, 7.0, np.inf, -np.inf, np.nan])
-    for key in ("latency", "wait_uplink", "tx_time", "wait_compute", "compute_time",
-                "energy", "edge_energy", "cost"):
+    special = np.array(
+        [
+            0.0,
+            -0.0,
+            5e-324,
+            1e-310,
+            -2.5e-308,
+            1e-300,
+            3e15,
+            2.0**53 + 2,
+            -3.0,
+            1e100,
+            -1e-150,
+            7.0,
+            np.inf,
+            -np.inf,
+            np.nan,
+        ]
+    )
+    for key in (
+        "latency",
+        "wait_uplink",
+        "tx_time",
+        "wait_compute",
+        "compute_time",
+        "energy",
+        "edge_energy",
+        "cost",
+    ):
         x = data[key].copy()
         pick = rng.random(n) < 0.01
         x[pick] = rng.choice(special, int(pick.sum()))
@@ -309,20 +366,25 @@ def test_a_batch_whose_square_overflows_is_refused_whole() -> None:
         acc.add(bad)
     acc.add(data)
     assert acc.result(include_histogram=True) == summarise([data, data]).result(
-        include_histogram=True)
+        include_histogram=True
+    )
 
 
 def test_columns_of_other_types_are_converted() -> None:
     data = rows(3000, seed=15)
     ref = summarise([data], warmup=1.0).result(include_histogram=True)
     as_lists = {k: v.tolist() for k, v in data.items()}
-    as_ints = data | {"offload": data["offload"].astype(np.int64),
-                      "status": data["status"].astype(np.int32),
-                      "in_flight": data["in_flight"].astype(np.uint8)}
+    as_ints = data | {
+        "offload": data["offload"].astype(np.int64),
+        "status": data["status"].astype(np.int32),
+        "in_flight": data["in_flight"].astype(np.uint8),
+    }
     strided_float32 = {k: np.repeat(v, 2)[::2] for k, v in data.items()} | {
-        "compute_time": np.repeat(data["compute_time"].astype(np.float32), 2)[::2]}
-    ref32 = summarise([data | {"compute_time": data["compute_time"].astype(np.float32)}],
-                      warmup=1.0).result(include_histogram=True)
+        "compute_time": np.repeat(data["compute_time"].astype(np.float32), 2)[::2]
+    }
+    ref32 = summarise(
+        [data | {"compute_time": data["compute_time"].astype(np.float32)}], warmup=1.0
+    ).result(include_histogram=True)
     for batch in (as_lists, as_ints):
         assert summarise([batch], warmup=1.0).result(include_histogram=True) == ref
     assert summarise([strided_float32], warmup=1.0).result(include_histogram=True) == ref32
@@ -332,8 +394,12 @@ def test_columns_of_other_types_are_converted() -> None:
 
 def test_histogram_bins_follow_frexp() -> None:
     rng = np.random.default_rng(16)
-    x = np.concatenate([10.0 ** rng.uniform(-320, 10, 20_000), [0.0, -1.0, 5e-324, 2.0**-30,
-                        2.0**-31, 2.0**20, np.inf, -np.inf, np.nan]])
+    x = np.concatenate(
+        [
+            10.0 ** rng.uniform(-320, 10, 20_000),
+            [0.0, -1.0, 5e-324, 2.0**-30, 2.0**-31, 2.0**20, np.inf, -np.inf, np.nan],
+        ]
+    )
     mask = rng.random(x.size) < 0.9
     for lo, hi, sub in ((-30, 20, 1024), (-1074, 10, 4), (-1030, -1000, 2), (-5, 5, 1)):
         h = LogHistogram(lo, hi, sub)
@@ -341,8 +407,11 @@ def test_histogram_bins_follow_frexp() -> None:
         valid = x[mask & ~np.isnan(x)]
         mant, exp = np.frexp(valid)
         with np.errstate(invalid="ignore"):
-            want = (exp.astype(np.int64) - lo - 2) * sub + np.floor(
-                mant * (2 * sub)).astype(np.int64) + 1
+            want = (
+                (exp.astype(np.int64) - lo - 2) * sub
+                + np.floor(mant * (2 * sub)).astype(np.int64)
+                + 1
+            )
         want[valid < 2.0**lo] = 0
         want[valid >= 2.0**hi] = h.n_regular + 1
         np.testing.assert_array_equal(h.counts, np.bincount(want, minlength=h.n_regular + 2))
@@ -352,12 +421,22 @@ def test_histogram_bins_follow_frexp() -> None:
 def test_write_json_atomic_writes_strict_sorted_json(tmp_path: Path) -> None:
     target = tmp_path / "summary.json"
     target.write_text("old")
-    obj = {"b": float("nan"), "a": [np.float64(1.5), np.inf, np.arange(2)], "c": (1, None),
-           "d": {"x": -np.inf}, "p": tmp_path}
+    obj = {
+        "b": float("nan"),
+        "a": [np.float64(1.5), np.inf, np.arange(2)],
+        "c": (1, None),
+        "d": {"x": -np.inf},
+        "p": tmp_path,
+    }
     write_json_atomic(target, obj)
     text = target.read_text()
-    assert json.loads(text) == {"a": [1.5, None, [0, 1]], "b": None, "c": [1, None],
-                                "d": {"x": None}, "p": str(tmp_path)}
+    assert json.loads(text) == {
+        "a": [1.5, None, [0, 1]],
+        "b": None,
+        "c": [1, None],
+        "d": {"x": None},
+        "p": str(tmp_path),
+    }
     assert text.index('"a"') < text.index('"b"') and "NaN" not in text
     assert sorted(os.listdir(tmp_path)) == ["summary.json"]
 
@@ -368,8 +447,18 @@ def test_provenance_records_seeds_versions_and_revision(tmp_path: Path) -> None:
     assert p["seed_root"] == 3 and p["seed_path"] == [1, 2]
     assert p["config"]["engine"]["warmup"] is None and len(p["config_sha256"]) == 64
     assert p["config_sha256"] == provenance(3, (), config)["config_sha256"]
-    for name in ("numpy", "scipy", "simpy", "numba", "pandas", "pyarrow", "pydantic",
-                 "qiskit", "qiskit-aer", "matplotlib"):
+    for name in (
+        "numpy",
+        "scipy",
+        "simpy",
+        "numba",
+        "pandas",
+        "pyarrow",
+        "pydantic",
+        "qiskit",
+        "qiskit-aer",
+        "matplotlib",
+    ):
         assert name in p["packages"]
     assert p["packages"]["numpy"] == np.__version__
     assert p["start_time"].endswith("+00:00")
@@ -392,5 +481,7 @@ def test_summary_throughput() -> None:
     start = time.perf_counter()
     summarise(small).result()
     little = 2e5 / (time.perf_counter() - start)
-    print(f"\nSummaryAccumulator: {big:,.0f} rows/s (one batch), "
-          f"{little:,.0f} rows/s (100-row batches)")
+    print(
+        f"\nSummaryAccumulator: {big:,.0f} rows/s (one batch), "
+        f"{little:,.0f} rows/s (100-row batches)"
+    )

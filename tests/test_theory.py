@@ -36,15 +36,17 @@ class PerQueueWait:
     def add(self, batch: dict) -> None:
         keep = batch["arrival"] >= self.warmup
         q = batch[self.key][keep].astype(np.int64)
-        self.total += np.bincount(q, weights=batch["wait_compute"][keep],
-                                  minlength=self.total.size)
+        self.total += np.bincount(q, weights=batch["wait_compute"][keep], minlength=self.total.size)
         self.count += np.bincount(q, minlength=self.count.size)
 
 
 def confidence(samples: np.ndarray, level: float = 0.99) -> tuple[float, float]:
     mean = float(np.mean(samples))
-    half = stats.t.ppf(0.5 + level / 2, len(samples) - 1) * np.std(samples, ddof=1) \
+    half = (
+        stats.t.ppf(0.5 + level / 2, len(samples) - 1)
+        * np.std(samples, ddof=1)
         / math.sqrt(len(samples))
+    )
     return mean, float(half)
 
 
@@ -57,15 +59,17 @@ def erlang_c_wait(c: int, lam: float, mu: float) -> float:
     return p_wait / (c * mu - lam)
 
 
-def local_queues(rho: float, service: dict, vehicles: int, horizon: float, warmup: float,
-                 seed: int):
+def local_queues(
+    rho: float, service: dict, vehicles: int, horizon: float, warmup: float, seed: int
+):
     sc = scenario(
         seed=seed,
         engine={"horizon": horizon, "epoch": 1.0, "warmup": warmup},
         vehicles={"count": vehicles, "cpu": "1 GHz"},
         mobility={"model": "static", "step": 1.0},
         tasks={"arrival_rate": rho * MU, "complexity": service, "deadline": "1 h"},
-        policy="local", output={"task_table": False},
+        policy="local",
+        output={"task_table": False},
     )
     sink = PerQueueWait(vehicles, "vehicle", warmup)
     simulate(sc, sink)
@@ -78,11 +82,13 @@ def check(samples: np.ndarray, theory: float) -> None:
     assert half <= 0.01 * theory, f"interval +-{half / theory:.2%} wider than +-1%"
 
 
-@pytest.mark.parametrize("rho,vehicles,horizon", [(0.5, 40, 200.0), (0.8, 100, 250.0),
-                                                  (0.9, 100, 600.0)])
+@pytest.mark.parametrize(
+    "rho,vehicles,horizon", [(0.5, 40, 200.0), (0.8, 100, 250.0), (0.9, 100, 600.0)]
+)
 def test_mm1_waiting_time(rho, vehicles, horizon):
-    waits, _n = local_queues(rho, {"kind": "exponential", "mean": 1e6}, vehicles, horizon,
-                            20.0, seed=11)
+    waits, _n = local_queues(
+        rho, {"kind": "exponential", "mean": 1e6}, vehicles, horizon, 20.0, seed=11
+    )
     check(waits, rho / (MU - rho * MU))
 
 
@@ -106,9 +112,14 @@ def test_mmc_waiting_time_erlang_c(cores, rho):
             vehicles={"count": 10},
             servers={"count": 1, "cores": cores, "cpu": "1 GHz"},
             mobility={"model": "static", "step": 1.0},
-            tasks={"arrival_rate": lam / 10, "size": 0, "deadline": "1 h",
-                   "complexity": {"kind": "exponential", "mean": 1e6}},
-            policy={"id": "fixed", "params": {"server": 0}}, output={"task_table": False},
+            tasks={
+                "arrival_rate": lam / 10,
+                "size": 0,
+                "deadline": "1 h",
+                "complexity": {"kind": "exponential", "mean": 1e6},
+            },
+            policy={"id": "fixed", "params": {"server": 0}},
+            output={"task_table": False},
         )
         sink = PerQueueWait(1, "server", 10.0)
         simulate(sc, sink, seeds=SeedTree(sc.seed, (r,)))
@@ -118,10 +129,14 @@ def test_mmc_waiting_time_erlang_c(cores, rho):
 
 def test_littles_law():
     """Time-average number in system equals arrival rate times mean sojourn (one path)."""
-    sc = scenario(engine={"horizon": 400.0, "epoch": 0.5},
-                  mobility={"model": "static", "step": 0.5},
-                  vehicles={"count": 4}, servers={"count": 1, "cores": 2, "cpu": "2 GHz"},
-                  tasks={"arrival_rate": "300 /s", "deadline": "1 h"}, policy="nearest")
+    sc = scenario(
+        engine={"horizon": 400.0, "epoch": 0.5},
+        mobility={"model": "static", "step": 0.5},
+        vehicles={"count": 4},
+        servers={"count": 1, "cores": 2, "cpu": "2 GHz"},
+        tasks={"arrival_rate": "300 /s", "deadline": "1 h"},
+        policy="nearest",
+    )
     table, _ = run_table(sc)
     t_end = sc.engine.horizon
     # sweep over arrivals (+1) and completions (-1) inside [0, t_end]
@@ -155,8 +170,7 @@ def test_rate_of_model_md_example():
 
 
 def test_engine_rates_are_shannon():
-    sc = scenario(mobility={"model": "static"}, policy="nearest",
-                  engine={"horizon": 2.0})
+    sc = scenario(mobility={"model": "static"}, policy="nearest", engine={"horizon": 2.0})
     table, _ = run_table(sc)
     world = World(sc, SeedTree(sc.seed))
     v = table.vehicle.to_numpy()
@@ -170,20 +184,25 @@ def test_engine_rates_are_shannon():
 
 
 def test_local_latency_and_energy_are_eqs_12_and_16():
-    sc = scenario(policy="local", vehicles={"count": 2, "cpu": "0.8 GHz",
-                                            "semantic_accuracy": 0.7,
-                                            "energy_coefficient": 2e-27},
-                  engine={"horizon": 5.0})
+    sc = scenario(
+        policy="local",
+        vehicles={
+            "count": 2,
+            "cpu": "0.8 GHz",
+            "semantic_accuracy": 0.7,
+            "energy_coefficient": 2e-27,
+        },
+        engine={"horizon": 5.0},
+    )
     table, _ = run_table(sc)
     expect_time = table.cycles * 0.7 / 0.8e9
     np.testing.assert_allclose(table.compute_time, expect_time, rtol=1e-15)
-    np.testing.assert_allclose(table.energy, 2e-27 * 0.8e9**2 * table.cycles * 0.7,
-                               rtol=1e-15)
-    np.testing.assert_allclose(table.latency, table.wait_compute + table.compute_time,
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(table.energy, 2e-27 * 0.8e9**2 * table.cycles * 0.7, rtol=1e-15)
+    np.testing.assert_allclose(
+        table.latency, table.wait_compute + table.compute_time, rtol=1e-12, atol=1e-15
+    )
     idle = table.wait_compute == 0
     assert idle.mean() > 0.9
     np.testing.assert_allclose(table.latency[idle], expect_time[idle], rtol=1e-12)
     w1 = sc.cost.latency_weight
-    np.testing.assert_allclose(table.cost, w1 * table.latency + (1 - w1) * table.energy,
-                               rtol=1e-12)
+    np.testing.assert_allclose(table.cost, w1 * table.latency + (1 - w1) * table.energy, rtol=1e-12)

@@ -12,8 +12,7 @@ from sim.traffic import TaskSource, draw
 
 def source(rates, seed=1, **tasks):
     cfg = Tasks.model_validate(tasks)
-    src = TaskSource(cfg, len(rates), np.random.default_rng(seed),
-                     np.random.default_rng(seed + 1))
+    src = TaskSource(cfg, len(rates), np.random.default_rng(seed), np.random.default_rng(seed + 1))
     src.set_rates(np.asarray(rates, dtype=float))
     return src
 
@@ -70,8 +69,12 @@ def test_arrival_times_are_uniform_inside_each_epoch():
 
 def test_attributes_follow_their_distributions():
     rng = np.random.default_rng(5)
-    cfg = Tasks.model_validate({"size": ["1e4 bit", "2e4 bit"],
-                                "complexity": {"kind": "exponential", "mean": "1.5 Mcycles"}})
+    cfg = Tasks.model_validate(
+        {
+            "size": ["1e4 bit", "2e4 bit"],
+            "complexity": {"kind": "exponential", "mean": "1.5 Mcycles"},
+        }
+    )
     size = draw(cfg.size, rng, 200_000)
     assert size.min() >= 1e4 and size.max() <= 2e4
     assert stats.kstest(size, "uniform", args=(1e4, 1e4)).pvalue > 1e-3

@@ -42,8 +42,9 @@ class UnknownPolicy(KeyError):
     def __init__(self, policy_id: str) -> None:
         near = difflib.get_close_matches(policy_id, available(), n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else ""
-        self.message = (f"unknown policy '{policy_id}'{hint}; known policies: "
-                        f"{', '.join(available())}")
+        self.message = (
+            f"unknown policy '{policy_id}'{hint}; known policies: {', '.join(available())}"
+        )
         super().__init__(self.message)
 
     def __str__(self) -> str:

@@ -69,15 +69,20 @@ class Fixed(Policy):
     def check(cls, params, scenario) -> list[tuple[str, str]]:
         m = scenario.servers.count
         if params.server >= m:
-            return [("policy.params.server",
-                     f"server index {params.server} does not exist; allowed: 0 to {m - 1}")]
+            return [
+                (
+                    "policy.params.server",
+                    f"server index {params.server} does not exist; allowed: 0 to {m - 1}",
+                )
+            ]
         return []
 
     def decide(self, obs: Observation) -> Actions:
         server = np.full(obs.n_tasks, self.params.server, dtype=np.int64)
         share = np.full(obs.n_tasks, 1.0 / obs.n_vehicles)
-        return Actions(server=server, share=share,
-                       power=obs.vehicle_power_max[obs.task_vehicle].copy())
+        return Actions(
+            server=server, share=share, power=obs.vehicle_power_max[obs.task_vehicle].copy()
+        )
 
 
 class RandomParams(BaseModel):
@@ -106,8 +111,9 @@ def local_time_and_energy(obs: Observation) -> tuple[np.ndarray, np.ndarray]:
     return work / cpu, obs.energy_coefficient * cpu**2 * work
 
 
-def estimated_costs(obs: Observation, include_backlog: bool = True
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def estimated_costs(
+    obs: Observation, include_backlog: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Estimated cost of running each task locally and at its serving server, (K,) each.
 
     Latency is the committed backlog at the epoch start (if ``include_backlog``) plus the
@@ -134,8 +140,10 @@ def estimated_costs(obs: Observation, include_backlog: bool = True
 
 class GreedyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    use_backlog: bool = Field(True, description="add the queues' committed work at the "
-                              "epoch start to the latency estimate")
+    use_backlog: bool = Field(
+        True,
+        description="add the queues' committed work at the epoch start to the latency estimate",
+    )
 
 
 @register

@@ -25,8 +25,22 @@ from sim.observation import Actions, Observation
 
 
 @njit(cache=True)
-def _decide(order, vehicle, server, arrival, local_time, local_energy, tx_time, power,
-            edge_time, local_free, uplink_free, core_free, cores, w1):
+def _decide(
+    order,
+    vehicle,
+    server,
+    arrival,
+    local_time,
+    local_energy,
+    tx_time,
+    power,
+    edge_time,
+    local_free,
+    uplink_free,
+    core_free,
+    cores,
+    w1,
+):
     k = order.shape[0]
     n_levels = tx_time.shape[1]
     choice = np.full(k, -1, dtype=np.int64)
@@ -66,8 +80,9 @@ def _decide(order, vehicle, server, arrival, local_time, local_energy, tx_time, 
 
 class OracleParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    power_levels: int = Field(6, ge=1, le=64, description="transmit powers tried: P_max, "
-                              "P_max/2, ..., P_max/2^(levels-1)")
+    power_levels: int = Field(
+        6, ge=1, le=64, description="transmit powers tried: P_max, P_max/2, ..., P_max/2^(levels-1)"
+    )
 
 
 @register
@@ -91,10 +106,22 @@ class Oracle(Policy):
         tx_time = np.ascontiguousarray(obs.task_size[:, None] * obs.semantic_efficiency / rate)
         edge_time = obs.task_cycles * obs.edge_accuracy / obs.server_cpu[srv]
         order = np.argsort(obs.task_arrival, kind="stable")
-        choice, level = _decide(order, v, srv, obs.task_arrival, local_time, local_energy,
-                                tx_time, np.ascontiguousarray(power), edge_time,
-                                obs.vehicle_local_free.copy(), obs.vehicle_uplink_free.copy(),
-                                obs.server_core_free.copy(), obs.server_cores,
-                                obs.latency_weight)
-        return Actions(server=choice, share=np.where(choice >= 0, share, 0.0),
-                       power=power[np.arange(k), level])
+        choice, level = _decide(
+            order,
+            v,
+            srv,
+            obs.task_arrival,
+            local_time,
+            local_energy,
+            tx_time,
+            np.ascontiguousarray(power),
+            edge_time,
+            obs.vehicle_local_free.copy(),
+            obs.vehicle_uplink_free.copy(),
+            obs.server_core_free.copy(),
+            obs.server_cores,
+            obs.latency_weight,
+        )
+        return Actions(
+            server=choice, share=np.where(choice >= 0, share, 0.0), power=power[np.arange(k), level]
+        )
