@@ -28,6 +28,7 @@ from sim.errors import SimError
 from sim.kernels import PHASE_DONE, PHASE_FIRST, apply_decisions, finish_tasks, serve_epoch
 from sim.observation import Actions, Observation
 from sim.seeds import SeedTree
+from sim.summary import SUMMARY_COLUMNS
 from sim.world import World
 
 # Columns of the per-task table, in order (see sim.records.TASK_SCHEMA).
@@ -142,6 +143,8 @@ class Engine:
         self._w1 = sc.cost.latency_weight
         self._drop = sc.tasks.drop_expired
         self._no_fading = np.empty((0, 0))
+        # a sink that keeps no table (``needs_table`` False) gets only the summary's columns
+        self._full_rows = bool(getattr(sink, "needs_table", True))
 
     # ------------------------------------------------------------------ driving
     def run(self) -> EngineResult:
@@ -368,7 +371,8 @@ class Engine:
             self.inflight = {k: v[keep] for k, v in rows.items()}
 
     def _finish(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Task-table rows (RECORD_COLUMNS) of the finished tasks ``idx`` of ``rows``."""
+        """Task-table rows (RECORD_COLUMNS) of the finished tasks ``idx`` of ``rows``; only
+        the summary's columns when the sink keeps no table."""
         cols = finish_tasks(
             idx,
             rows["task_id"],
@@ -394,8 +398,12 @@ class Engine:
             self._w1,
             self.sc.cost.include_edge_energy,
             self.horizon,
+            self._full_rows,
         )
-        out = dict(zip(RECORD_COLUMNS, cols, strict=True))
+        if self._full_rows:
+            out = dict(zip(RECORD_COLUMNS, cols, strict=True))
+        else:
+            out = {k: c for k, c in zip(RECORD_COLUMNS, cols, strict=True) if k in SUMMARY_COLUMNS}
         budget = self.sc.vehicles.energy_budget
         if budget is not None:
             self.violations.energy_budget += int((out["energy"] > budget).sum())

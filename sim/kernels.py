@@ -292,6 +292,7 @@ def finish_tasks(
     latency_weight,
     include_edge_energy,
     horizon,
+    full,
 ):
     """The task-table rows of the finished tasks ``idx``, in one pass.
 
@@ -299,30 +300,33 @@ def finish_tasks(
     taken at ``idx`` and the derived wait_uplink, wait_compute, completion, latency, energy
     (vehicle side: eq. [15] or [16]), edge_energy, cost (w1 L + (1 - w1) E of eq. [18]; a
     dropped task costs the time until its drop and the energy spent until then),
-    deadline_met and in_flight.
+    deadline_met and in_flight. Unless ``full``, the columns that the run summary does not
+    read (task_id, vehicle, size_bits, cycles, deadline, priority, server, share, power,
+    rate, tx_start, compute_start, completion) come back empty.
     """
     n = idx.shape[0]
+    m = n if full else 0
     nan = np.nan
-    o_id = np.empty(n, dtype=np.int64)
-    o_vehicle = np.empty(n, dtype=np.int32)
+    o_id = np.empty(m, dtype=np.int64)
+    o_vehicle = np.empty(m, dtype=np.int32)
     o_arrival = np.empty(n)
-    o_size = np.empty(n)
-    o_cycles = np.empty(n)
-    o_deadline = np.empty(n)
-    o_priority = np.empty(n)
+    o_size = np.empty(m)
+    o_cycles = np.empty(m)
+    o_deadline = np.empty(m)
+    o_priority = np.empty(m)
     o_offload = np.empty(n, dtype=np.bool_)
-    o_server = np.empty(n, dtype=np.int32)
-    o_share = np.empty(n)
-    o_power = np.empty(n)
-    o_rate = np.empty(n)
-    o_tx_start = np.empty(n)
+    o_server = np.empty(m, dtype=np.int32)
+    o_share = np.empty(m)
+    o_power = np.empty(m)
+    o_rate = np.empty(m)
+    o_tx_start = np.empty(m)
     o_tx_time = np.empty(n)
-    o_compute_start = np.empty(n)
+    o_compute_start = np.empty(m)
     o_compute_time = np.empty(n)
     o_status = np.empty(n, dtype=np.int8)
     wait_uplink = np.full(n, nan)
     wait_compute = np.full(n, nan)
-    completion = np.full(n, nan)
+    completion = np.full(m, nan)
     latency = np.full(n, nan)
     energy = np.zeros(n)
     edge_energy = np.zeros(n)
@@ -333,23 +337,24 @@ def finish_tasks(
     for j in range(n):
         i = idx[j]
         a = arrival[i]
-        o_id[j] = task_id[i]
-        o_vehicle[j] = vehicle[i]
         o_arrival[j] = a
-        o_size[j] = size_bits[i]
-        o_cycles[j] = cycles[i]
-        o_deadline[j] = deadline[i]
-        o_priority[j] = priority[i]
         o_offload[j] = offload[i]
-        o_server[j] = server[i]
-        o_share[j] = share[i]
-        o_power[j] = power[i]
-        o_rate[j] = rate[i]
-        o_tx_start[j] = tx_start[i]
         o_tx_time[j] = tx_time[i]
-        o_compute_start[j] = compute_start[i]
         o_compute_time[j] = compute_time[i]
         o_status[j] = status[i]
+        if full:
+            o_id[j] = task_id[i]
+            o_vehicle[j] = vehicle[i]
+            o_size[j] = size_bits[i]
+            o_cycles[j] = cycles[i]
+            o_deadline[j] = deadline[i]
+            o_priority[j] = priority[i]
+            o_server[j] = server[i]
+            o_share[j] = share[i]
+            o_power[j] = power[i]
+            o_rate[j] = rate[i]
+            o_tx_start[j] = tx_start[i]
+            o_compute_start[j] = compute_start[i]
         computed = not np.isnan(compute_start[i])
         if offload[i]:
             if not np.isnan(tx_start[i]):
@@ -365,7 +370,8 @@ def finish_tasks(
             end = drop_time[i]
         else:
             end = compute_start[i] + compute_time[i]
-            completion[j] = end
+            if full:
+                completion[j] = end
             latency[j] = end - a
             met[j] = end <= deadline[i]
         e = energy[j] + edge_energy[j] if include_edge_energy else energy[j]

@@ -39,6 +39,11 @@ class RunSink:
         )
         self.progress = None
 
+    @property
+    def needs_table(self) -> bool:
+        """Whether finished tasks must carry every column (only for the task table)."""
+        return self.writer is not None
+
     def add(self, batch: dict) -> None:
         self.summary.add(batch)
         if self.writer is not None:

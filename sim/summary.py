@@ -866,6 +866,9 @@ class SummaryAccumulator:
     valid JSON.
     """
 
+    #: it reads only SUMMARY_COLUMNS, so an engine may hand it just those
+    needs_table = False
+
     def __init__(self, horizon: float, warmup: float, latency_weight: float) -> None:
         if not horizon > warmup >= 0:
             raise ValueError(f"need horizon > warmup >= 0, got horizon={horizon}, warmup={warmup}")

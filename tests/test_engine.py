@@ -217,3 +217,21 @@ def test_oversubscribed_band_is_scaled_and_counted():
     assert result.violations.bandwidth > 0
     assert table.share.max() <= 1.0
     assert (table.share < 1.0).any()
+
+
+def test_summary_only_rows_give_the_same_summary(tmp_path):
+    sc = scenario(
+        engine={"horizon": "5 s"},
+        policy="random",
+        output={"plots": False},
+        tasks={"drop_expired": True, "arrival_rate": "200 /s", "deadline": "20 ms"},
+        vehicles={"cpu": "0.2 GHz"},
+    )
+    full = run_scenario(sc, out_dir=tmp_path / "full", quiet=True)
+    lean = run_scenario(
+        sc.model_copy(update={"output": sc.output.model_copy(update={"task_table": False})}),
+        out_dir=tmp_path / "lean",
+        quiet=True,
+    )
+    assert full.summary == lean.summary
+    assert full.summary["n_dropped"] > 0
