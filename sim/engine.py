@@ -27,39 +27,13 @@ from sim.allocator import keep_freed_memory
 from sim.errors import SimError
 from sim.kernels import PHASE_DONE, PHASE_FIRST, apply_decisions, finish_tasks, serve_epoch
 from sim.observation import Actions, Observation
+from sim.records import TASK_COLUMNS
 from sim.seeds import SeedTree
 from sim.summary import SUMMARY_COLUMNS
 from sim.world import World
 
-# Columns of the per-task table, in order (see sim.records.TASK_SCHEMA).
-RECORD_COLUMNS = (
-    "task_id",
-    "vehicle",
-    "arrival",
-    "size_bits",
-    "cycles",
-    "deadline",
-    "priority",
-    "offload",
-    "server",
-    "share",
-    "power",
-    "rate",
-    "tx_start",
-    "tx_time",
-    "wait_uplink",
-    "compute_start",
-    "wait_compute",
-    "compute_time",
-    "completion",
-    "latency",
-    "energy",
-    "edge_energy",
-    "cost",
-    "status",
-    "deadline_met",
-    "in_flight",
-)
+# Columns of the per-task table, in order: what finish_tasks returns.
+RECORD_COLUMNS = TASK_COLUMNS
 
 
 @dataclass

@@ -81,8 +81,9 @@ _NUMPY_DTYPES: dict[str, np.dtype] = {
 
 # Parquet layout, chosen for write speed at a good compression ratio: zstd level 1;
 # dictionary encoding only where few distinct values are expected (status, and typically
-# vehicle, server, share, power); delta encoding for the increasing task ids; byte-stream
-# split for floating-point columns, which lets zstd find the structure of the exponents.
+# vehicle, server, share, power); delta encoding for the task ids, which lie close
+# together; byte-stream split for floating-point columns, which lets zstd find the
+# structure of the exponents.
 _DICTIONARY_COLUMNS = ["vehicle", "server", "share", "power", "status"]
 _COLUMN_ENCODING = {
     "task_id": "DELTA_BINARY_PACKED",
