@@ -37,7 +37,6 @@ class RunSink:
             if table_path is not None
             else None
         )
-        self.progress = None
 
     @property
     def needs_table(self) -> bool:

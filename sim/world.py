@@ -39,7 +39,6 @@ class World:
         )
         self._fading_rng = seeds.generator("fading")
         self.k_candidates = min(m, MAX_CANDIDATES)
-        self.step_index = 0
         self.update_channel()
 
     @property
@@ -49,7 +48,6 @@ class World:
     def advance(self, dt: float) -> None:
         """Move the vehicles by ``dt`` and draw the next fading block."""
         self.mobility.advance(dt)
-        self.step_index += 1
         self.update_channel()
 
     def update_channel(self) -> None:
