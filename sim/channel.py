@@ -7,6 +7,8 @@ rates are then evaluated per transmission from the gain, the bandwidth share and
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -86,8 +88,7 @@ def interference(
 
 
 @njit(cache=True)
-def nearest_server(vehicles: np.ndarray, servers: np.ndarray) -> np.ndarray:
-    """Index of the nearest server of each vehicle (lowest index on ties)."""
+def _brute_nearest(vehicles: np.ndarray, servers: np.ndarray) -> np.ndarray:
     n, m = vehicles.shape[0], servers.shape[0]
     out = np.empty(n, dtype=np.int64)
     for i in range(n):
@@ -102,6 +103,164 @@ def nearest_server(vehicles: np.ndarray, servers: np.ndarray) -> np.ndarray:
                 best = d2
                 arg = j
         out[i] = arg
+    return out
+
+
+@njit(cache=True)
+def _cell_candidates(servers, x0, y0, cell, nx, ny):
+    """For each grid cell, every server that can be the nearest to some point of the cell,
+    in index order: (start (nx * ny + 1,), members).
+
+    A server is kept when its distance to the cell is at most the smallest, over servers,
+    of the largest distance from the cell (with a relative margin against rounding), so
+    the nearest server of any point in the cell, and every server tied with it, is kept.
+    """
+    m = servers.shape[0]
+    n_cells = nx * ny
+    limit = np.empty(n_cells)
+    for gy in range(ny):
+        ay = y0 + gy * cell
+        by = ay + cell
+        for gx in range(nx):
+            ax = x0 + gx * cell
+            bx = ax + cell
+            best = np.inf
+            for j in range(m):
+                sx, sy = servers[j, 0], servers[j, 1]
+                dx = max(abs(sx - ax), abs(sx - bx))
+                dy = max(abs(sy - ay), abs(sy - by))
+                best = min(best, dx * dx + dy * dy)
+            limit[gy * nx + gx] = best * (1.0 + 1e-9) + 1e-12
+    count = np.zeros(n_cells + 1, dtype=np.int64)
+    for phase in range(2):
+        if phase == 1:
+            for c in range(n_cells):
+                count[c + 1] += count[c]
+            members = np.empty(count[n_cells], dtype=np.int64)
+            fill = count[:-1].copy()
+        for gy in range(ny):
+            ay = y0 + gy * cell
+            by = ay + cell
+            for gx in range(nx):
+                ax = x0 + gx * cell
+                bx = ax + cell
+                c = gy * nx + gx
+                for j in range(m):
+                    sx, sy = servers[j, 0], servers[j, 1]
+                    dx = max(ax - sx, 0.0, sx - bx)
+                    dy = max(ay - sy, 0.0, sy - by)
+                    if dx * dx + dy * dy <= limit[c]:
+                        if phase == 0:
+                            count[c + 1] += 1
+                        else:
+                            members[fill[c]] = j
+                            fill[c] += 1
+    return count, members
+
+
+@njit(cache=True)
+def _grid_nearest(vehicles, servers, x0, y0, cell, nx, ny, start, members):
+    """Nearest server of each vehicle from its cell's candidates (lowest index on ties);
+    a vehicle outside the grid is compared with every server. Returns (nearest, number
+    of vehicles outside)."""
+    n = vehicles.shape[0]
+    m = servers.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    outside = 0
+    for i in range(n):
+        x, y = vehicles[i, 0], vehicles[i, 1]
+        fx = (x - x0) / cell
+        fy = (y - y0) / cell
+        best = np.inf
+        arg = 0
+        if 0.0 <= fx < nx and 0.0 <= fy < ny:
+            c = int(fy) * nx + int(fx)
+            for p in range(start[c], start[c + 1]):
+                j = members[p]
+                dx = x - servers[j, 0]
+                dy = y - servers[j, 1]
+                d2 = dx * dx + dy * dy
+                if d2 < best:
+                    best = d2
+                    arg = j
+        else:
+            outside += 1
+            for j in range(m):
+                dx = x - servers[j, 0]
+                dy = y - servers[j, 1]
+                d2 = dx * dx + dy * dy
+                if d2 < best:
+                    best = d2
+                    arg = j
+        out[i] = arg
+    return out, outside
+
+
+class ServerGrid:
+    """Nearest-server queries through a grid of cells, each listing the servers that can
+    be nearest to a point inside it (exact, lowest index on ties).
+
+    The grid covers the servers and the points it was built for, with about four cells
+    per server; queries outside it fall back to a full scan.
+    """
+
+    def __init__(self, servers: np.ndarray, points: np.ndarray | None = None) -> None:
+        servers = np.ascontiguousarray(servers, dtype=np.float64)
+        self.servers = servers
+        m = servers.shape[0]
+        box = servers if points is None or points.shape[0] == 0 else np.vstack((servers, points))
+        lo = box.min(axis=0)
+        hi = box.max(axis=0)
+        span = np.maximum(hi - lo, 1e-6)
+        lo = lo - 0.01 * span
+        span = span * 1.02
+        cells = min(4 * m, 1 << 16)
+        cell = float(max(math.sqrt(span[0] * span[1] / cells), span.max() / cells))
+        self.x0, self.y0 = float(lo[0]), float(lo[1])
+        self.cell = cell
+        self.nx = max(1, math.ceil(span[0] / cell))
+        self.ny = max(1, math.ceil(span[1] / cell))
+        self.start, self.members = _cell_candidates(
+            servers, self.x0, self.y0, cell, self.nx, self.ny
+        )
+
+    def nearest(self, vehicles: np.ndarray) -> tuple[np.ndarray, int]:
+        """(nearest server of each vehicle, number of vehicles outside the grid)."""
+        return _grid_nearest(
+            np.ascontiguousarray(vehicles, dtype=np.float64),
+            self.servers,
+            self.x0,
+            self.y0,
+            self.cell,
+            self.nx,
+            self.ny,
+            self.start,
+            self.members,
+        )
+
+
+_GRID_MIN_SERVERS = 16
+_grids: dict[bytes, ServerGrid] = {}
+
+
+def nearest_server(vehicles: np.ndarray, servers: np.ndarray) -> np.ndarray:
+    """Index of the nearest server of each vehicle (lowest index on ties).
+
+    A few servers are scanned in full; more are looked up through a :class:`ServerGrid`,
+    built once per server layout and kept (rebuilt larger when many vehicles fall
+    outside it).
+    """
+    if servers.shape[0] < _GRID_MIN_SERVERS:
+        return _brute_nearest(vehicles, servers)
+    key = np.ascontiguousarray(servers, dtype=np.float64).tobytes()
+    grid = _grids.get(key)
+    if grid is None:
+        if len(_grids) >= 8:
+            _grids.clear()
+        grid = _grids[key] = ServerGrid(servers, vehicles)
+    out, outside = grid.nearest(vehicles)
+    if outside > 16 and outside * 20 > vehicles.shape[0]:
+        _grids[key] = ServerGrid(servers, np.vstack((vehicles, grid.servers)))
     return out
 
 

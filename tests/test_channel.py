@@ -73,6 +73,33 @@ def test_interference_counts_only_other_cells():
     np.testing.assert_allclose(got, [0.5 * 2.5, 0.5 * 10.0])
 
 
+def _argmin_lowest_index(v, s):
+    """The nearest server by a full numpy scan (argmin keeps the lowest index on ties)."""
+    return (((v[:, None, :] - s[None]) ** 2).sum(-1)).argmin(axis=1)
+
+
+@pytest.mark.parametrize("layout", ["random", "grid", "line", "cluster", "coincident"])
+def test_nearest_server_through_the_server_grid_equals_a_full_scan(layout):
+    rng = np.random.default_rng(11)
+    side = 5000.0
+    if layout == "random":
+        s = rng.uniform(0, side, (150, 2))
+    elif layout == "grid":  # many exact ties between neighbouring servers
+        c = np.arange(10) * 500.0 + 250.0
+        s = np.stack(np.meshgrid(c, c), -1).reshape(-1, 2)
+    elif layout == "line":
+        s = np.c_[np.linspace(0, side, 40), np.full(40, side / 2)]
+    elif layout == "cluster":
+        s = rng.normal(side / 2, 10.0, (30, 2))
+    else:
+        s = np.full((20, 2), 7.0)
+    inside = rng.uniform(0, side, (4000, 2))
+    lattice = np.round(rng.uniform(0, 20, (2000, 2))) * 250.0  # on cell and Voronoi edges
+    far = rng.uniform(-50 * side, 50 * side, (500, 2))  # outside the grid: full scan
+    for v in (inside, lattice, far, np.vstack((inside, far))):
+        np.testing.assert_array_equal(nearest_server(v, s), _argmin_lowest_index(v, s))
+
+
 def test_nearest_server_and_candidates():
     rng = np.random.default_rng(3)
     v = rng.uniform(0, 1000, (200, 2))
