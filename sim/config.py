@@ -7,6 +7,7 @@ which adds line numbers and "did you mean" hints to the errors raised here.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -14,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -186,12 +188,24 @@ class ServerSpec(Strict):
 
 class Servers(Strict):
     count: int = Field(2, ge=1, le=100_000, description="number of edge servers M")
-    placement: Literal["grid", "line", "list"] = Field(
+    placement: Literal["grid", "line", "list", "junctions", "roads"] = Field(
         "grid",
         description="grid: a near-square grid over the area; line: evenly along the "
-        "x axis at mid height; list: the positions given in 'sites'",
+        "x axis at mid height; list: the positions given in 'sites'; junctions: at junctions "
+        "of the SUMO network; roads: along the SUMO network's roads every 'spacing' metres",
     )
     sites: list[ServerSpec] = Field(default_factory=list, description="servers placed by hand")
+    spacing: Metres | None = Field(
+        None, gt=0, description="roads: distance between servers along the roads [m]"
+    )
+    min_spacing: Metres | None = Field(
+        None, ge=0, description="junctions: least distance between two chosen junctions [m]"
+    )
+    select: Literal["spread", "largest"] | None = Field(
+        None,
+        description="junctions: spread (default) picks each next junction farthest from "
+        "those already chosen; largest picks junctions with the most incoming lanes first",
+    )
     cpu: Hertz = Field(10e9, gt=0, description="edge CPU capacity per core C_j [cycles/s]")
     cores: int = Field(1, ge=1, le=4096, description="cores per server c")
     bandwidth: Hertz = Field(10e6, gt=0, description="B_max shared by the server's vehicles")
@@ -211,6 +225,14 @@ class Servers(Strict):
                 )
         elif self.sites:
             raise ValueError("'sites' is only read with placement: list")
+        if self.placement == "roads" and self.spacing is None:
+            raise ValueError("placement 'roads' needs 'spacing', the distance between servers")
+        if self.placement != "roads" and self.spacing is not None:
+            raise ValueError("'spacing' is only read with placement: roads")
+        if self.placement != "junctions":
+            for key in ("min_spacing", "select"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"'{key}' is only read with placement: junctions")
         return self
 
 
@@ -219,8 +241,30 @@ class Area(Strict):
     height: Metres = Field(1000.0, gt=0)
 
 
+SUMO_MODELS = ("sumo-trace", "sumo")
+"""Mobility models driven by Eclipse SUMO; their files are resolved against the scenario's
+folder (the validation context's ``base_dir``) and must exist."""
+
+
+def _sumo_file(v: str | None, info: ValidationInfo) -> str | None:
+    """An existing file, as an absolute path; a relative path is taken from the scenario's
+    folder (``base_dir`` of the validation context) or else the working directory."""
+    if v is None:
+        return None
+    path = Path(v).expanduser()
+    if not path.is_absolute():
+        base = (info.context or {}).get("base_dir") if info is not None else None
+        path = Path(base or ".") / path
+    path = path.resolve()
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return str(path)
+
+
 class Mobility(Strict):
-    model: Literal["static", "random_waypoint", "highway", "manhattan"] = "random_waypoint"
+    model: Literal["static", "random_waypoint", "highway", "manhattan", "sumo-trace", "sumo"] = (
+        "random_waypoint"
+    )
     step: Seconds = Field(0.1, gt=0, description="mobility and fading update period [s]")
     area: Area = Field(default_factory=Area)
     speed: tuple[MetresPerSecond, MetresPerSecond] = Field(
@@ -237,6 +281,20 @@ class Mobility(Strict):
         le=1,
         description="Manhattan: chance to turn at a junction (left and right equally likely)",
     )
+    fcd: str | None = Field(
+        None, description="sumo-trace: SUMO floating-car-data file (.xml or .xml.gz) replayed"
+    )
+    net: str | None = Field(
+        None,
+        description="sumo-trace: the SUMO network (.net.xml) of the trace, for the area, "
+        "junction and road placement and maps",
+    )
+    config: str | None = Field(None, description="sumo: the .sumocfg SUMO runs in-process")
+    start: Seconds | None = Field(
+        None,
+        description="sumo, sumo-trace: SUMO time at simulated time 0 [s]; unset: the "
+        "first timestep of the trace, or the begin time of the simulation",
+    )
 
     @field_validator("speed")
     @classmethod
@@ -244,6 +302,23 @@ class Mobility(Strict):
         if v[0] < 0 or v[1] < v[0]:
             raise ValueError(f"speed must be [min, max] with 0 <= min <= max, got {list(v)}")
         return v
+
+    @field_validator("fcd", "net", "config")
+    @classmethod
+    def _files(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return _sumo_file(v, info)
+
+    @model_validator(mode="after")
+    def _sumo_fields(self) -> Mobility:
+        need = {"sumo-trace": "fcd", "sumo": "config"}.get(self.model)
+        if need is not None and getattr(self, need) is None:
+            raise ValueError(f"mobility model '{self.model}' needs '{need}'")
+        allowed = {"sumo-trace": {"fcd", "net", "start"}, "sumo": {"config", "start"}}
+        for key in ("fcd", "net", "config", "start"):
+            if getattr(self, key) is not None and key not in allowed.get(self.model, ()):
+                users = " or ".join(f"'{m}'" for m, keys in allowed.items() if key in keys)
+                raise ValueError(f"'{key}' is only read with mobility model {users}")
+        return self
 
 
 class Fading(Strict):
