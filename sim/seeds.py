@@ -12,7 +12,16 @@ import hashlib
 
 import numpy as np
 
-STREAMS = ("mobility", "arrivals", "task_sizes", "fading", "qpu_shots", "policy", "placement")
+STREAMS = (
+    "mobility",
+    "arrivals",
+    "task_sizes",
+    "fading",
+    "qpu_shots",
+    "policy",
+    "placement",
+    "twin",
+)
 
 
 def _name_key(name: str) -> int:
