@@ -374,8 +374,61 @@ class Priority(Strict):
     )
 
 
+class RateProfile(Strict):
+    """How the true arrival rate varies in time: lambda_i(t) = arrival_rate * g(t + offset_i).
+
+    ``constant``: g = 1. ``steps``: g = factors[k] from times[k] on (1 before the first
+    time). ``sinusoid``: g = 1 + amplitude sin(2 pi t / period). ``bursts``: g =
+    burst_factor for ``burst_duration`` at the start of every ``period``, 1 otherwise. With
+    ``stagger``, vehicle i of N sees its periodic profile shifted by offset_i = i period / N.
+    """
+
+    kind: Literal["constant", "steps", "sinusoid", "bursts"] = "constant"
+    times: list[Seconds] = Field(
+        default_factory=list, description="steps: times [s] at which the factor changes"
+    )
+    factors: list[float] = Field(
+        default_factory=list, description="steps: multiplier of arrival_rate from each time on"
+    )
+    amplitude: float = Field(0.5, ge=0, le=1, description="sinusoid: relative amplitude")
+    period: Seconds = Field(1.0, gt=0, description="sinusoid and bursts: period [s]")
+    burst_factor: float = Field(5.0, ge=0, description="bursts: multiplier during a burst")
+    burst_duration: Seconds = Field(0.1, gt=0, description="bursts: length of a burst [s]")
+    stagger: bool = Field(False, description="shift vehicle i's periodic profile by i/N period")
+
+    @model_validator(mode="after")
+    def _complete(self) -> RateProfile:
+        own = {
+            "constant": set(),
+            "steps": {"times", "factors"},
+            "sinusoid": {"amplitude", "period", "stagger"},
+            "bursts": {"period", "burst_factor", "burst_duration", "stagger"},
+        }[self.kind]
+        for key in sorted(self.model_fields_set - own - {"kind"}):
+            raise ValueError(f"'{key}' does not belong to a {self.kind} rate profile")
+        if self.kind == "steps":
+            if not self.times or len(self.times) != len(self.factors):
+                raise ValueError(
+                    f"a steps rate profile needs 'times' and 'factors' of equal, non-zero "
+                    f"length; got {len(self.times)} times and {len(self.factors)} factors"
+                )
+            if any(b <= a for a, b in zip(self.times, self.times[1:], strict=False)):
+                raise ValueError(f"steps 'times' must increase strictly, got {self.times}")
+            if any(t < 0 for t in self.times) or any(f < 0 for f in self.factors):
+                raise ValueError("steps 'times' and 'factors' must be >= 0")
+        if self.kind == "bursts" and self.burst_duration > self.period:
+            raise ValueError(
+                f"burst_duration ({self.burst_duration} s) is longer than period ({self.period} s)"
+            )
+        return self
+
+
 class Tasks(Strict):
     arrival_rate: PerSecond = Field(10.0, ge=0, description="Poisson rate lambda_i per vehicle")
+    rate_profile: RateProfile = Field(
+        default_factory=RateProfile,
+        description="variation of the true rate in time (eq. [9]); constant by default",
+    )
     size: BitsDistribution = Field(
         default_factory=lambda: Distribution(kind="uniform", low=1e4, high=2e4),
         description="data size D [bits]",
@@ -394,6 +447,50 @@ class Tasks(Strict):
 class Cost(Strict):
     latency_weight: float = Field(0.5, ge=0, le=1, description="w1 of eq. [18]")
     include_edge_energy: bool = Field(False, description="add edge CPU energy to E")
+
+
+class TwinEstimator(Strict):
+    """How the twin estimates each vehicle's arrival rate from the counts it received."""
+
+    kind: Literal["window", "ewma"] = Field(
+        "ewma",
+        description="window: arrivals over the last 'window' seconds of reports divided by "
+        "their span; ewma: exponentially weighted rate with time constant 'time_constant'",
+    )
+    window: Seconds = Field(1.0, gt=0, description="window: length of the sliding window [s]")
+    time_constant: Seconds = Field(1.0, gt=0, description="ewma: time constant tau [s]")
+    initial_rate: PerSecond | None = Field(
+        None, ge=0, description="estimate before the first report [1/s]; unset: arrival_rate"
+    )
+
+
+class Twin(Strict):
+    """The digital twin of section III-E of the Q-DDPG paper (see :mod:`sim.twin`)."""
+
+    enabled: bool = Field(False, description="run the twin; off: policies see no twin view")
+    sync_period: Seconds = Field(
+        0.1, gt=0, description="time between reports [s]; a whole number of engine epochs"
+    )
+    delay: Seconds = Field(0.01, ge=0, description="sync channel delay of a report [s]")
+    loss_probability: float = Field(
+        0.0, ge=0, lt=1, description="chance that a report is lost (Bernoulli per sync)"
+    )
+    estimator: TwinEstimator = Field(default_factory=TwinEstimator)
+    eps: PerSecond = Field(
+        1.0, ge=0, description="eps_lambda of eq. [9]: the twin serves lambda_hat + eps [19i]"
+    )
+    sync_bits: Bits = Field(
+        2000.0, ge=0, description="bits each vehicle sends per sync on its uplink"
+    )
+    compute_cycles: Cycles = Field(
+        1e5, ge=0, description="edge CPU cycles per vehicle record per sync"
+    )
+    lead_time: Seconds = Field(
+        0.0, ge=0, description="predictions are for the decision time plus this lead [s]"
+    )
+    series_vehicles: int = Field(
+        8, ge=0, le=10_000, description="vehicles whose estimated and true rates are recorded"
+    )
 
 
 class Policy(Strict):
@@ -433,6 +530,7 @@ class Scenario(Strict):
     channel: Channel = Field(default_factory=Channel)
     tasks: Tasks = Field(default_factory=Tasks)
     cost: Cost = Field(default_factory=Cost)
+    twin: Twin = Field(default_factory=Twin)
     policy: Annotated[Policy, BeforeValidator(_policy)] = Field(default_factory=Policy)
     output: Output = Field(default_factory=Output)
 
@@ -440,6 +538,11 @@ class Scenario(Strict):
     def epochs_per_mobility_step(self) -> int:
         """Decision epochs per mobility step (a whole number, checked at validation)."""
         return max(1, round(self.mobility.step / self.engine.epoch))
+
+    @property
+    def epochs_per_sync(self) -> int:
+        """Decision epochs per twin sync period (a whole number when the twin is on)."""
+        return max(1, round(self.twin.sync_period / self.engine.epoch))
 
     @model_validator(mode="after")
     def _cross(self) -> Scenario:
@@ -455,6 +558,12 @@ class Scenario(Strict):
             raise ValueError(
                 f"mobility.step ({self.mobility.step} s) gives {n_steps:.3g} "
                 f"steps over the horizon; at most 1e8 are allowed"
+            )
+        sync = self.twin.sync_period / self.engine.epoch
+        if self.twin.enabled and (sync < 1 - 1e-9 or abs(sync - round(sync)) > 1e-6 * sync):
+            raise ValueError(
+                f"twin.sync_period ({self.twin.sync_period} s) must be a whole number of "
+                f"engine.epoch ({self.engine.epoch} s): reports are taken between epochs"
             )
         if self.engine.horizon / self.engine.epoch > 1e8:
             raise ValueError("engine.epoch is too short for the horizon: at most 1e8 epochs")
