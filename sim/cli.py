@@ -1,4 +1,7 @@
-"""The command line: ``python run_sim.py [run] [FILE]``, ``validate``, ``schema``.
+"""The command line: ``python run_sim.py [run] [FILE]``, ``validate``, ``plot``, ``schema``.
+
+``run`` simulates one scenario, or a whole sweep when the file has a ``sweep`` block
+(:mod:`sim.sweep`): every run into one results folder, resumable, with a progress bar.
 
 Subcommands are plain functions registered with :func:`command`; adding one is one
 decorated function. Only the standard library is imported here, so ``--help`` answers at
@@ -77,9 +80,14 @@ def _summary_lines(out_dir: Path | None, summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+_LISTED_FAILURES = 10
+_SWEEP_ONLY = ("workers", "executor", "address", "retry_failed", "replications")
+
+
 @command(
     "run",
-    "simulate a scenario and write its results folder (the default command)",
+    "simulate a scenario, or every run of a sweep, and write the results folder "
+    "(the default command)",
     arg(
         "file",
         nargs="?",
@@ -87,14 +95,50 @@ def _summary_lines(out_dir: Path | None, summary: dict[str, Any]) -> list[str]:
         metavar="FILE",
         help=f"scenario file (default: {DEFAULT_SCENARIO})",
     ),
-    arg("--out", type=Path, metavar="DIR", help="results folder (default: results/NAME/TIME)"),
+    arg(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="results folder (default: results/NAME/TIME, or results/NAME/SWEEP_ID for a "
+        "sweep; running a sweep again into its folder resumes it)",
+    ),
     arg("--quiet", action="store_true", help="no progress; print only the results folder"),
     arg("--seed", type=int, metavar="N", help="root seed, replacing the scenario's"),
     arg("--horizon", metavar="T", help="simulated time, e.g. '2 s', replacing the scenario's"),
+    arg(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="sweeps: parallel runs (default: one per core; with ray: the cluster's CPUs)",
+    ),
+    arg(
+        "--executor",
+        choices=("inprocess", "process", "ray"),
+        help="sweeps: where runs execute: this process, a local process pool (default) or "
+        "a Ray cluster",
+    ),
+    arg(
+        "--address",
+        metavar="ADDR",
+        help="sweeps with --executor ray: cluster address (host:port, auto, ray://...); "
+        "default: start a local cluster",
+    ),
+    arg(
+        "--retry-failed",
+        action="store_true",
+        help="sweeps: run again the runs that failed before (finished runs are never redone)",
+    ),
+    arg(
+        "--replications",
+        type=int,
+        metavar="N",
+        help="sweeps: replications per point, replacing the sweep's",
+    ),
 )
 def run(args: argparse.Namespace) -> int:
-    """Load, validate and simulate one scenario, then print its headline figures."""
-    from sim.scenario import load_scenario
+    """Load, validate and simulate one scenario, then print its headline figures; a file
+    with a ``sweep`` block runs the whole sweep (see ``sweep``)."""
+    from sim.scenario import SWEEP_KEY, load_scenario, load_yaml
 
     path = _scenario_path(args.file)
     if args.file is not None and not path.suffix and not path.exists():
@@ -104,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
         overrides["seed"] = args.seed
     if args.horizon is not None:
         overrides["engine.horizon"] = args.horizon
+    data, _ = load_yaml(path)
+    if SWEEP_KEY in data:
+        return _run_sweep(path, overrides, args)
+    given = [f"--{o.replace('_', '-')}" for o in _SWEEP_ONLY if getattr(args, o, None)]
+    if given:
+        raise SimError(f"{', '.join(given)}: only for sweeps, and {path} has no 'sweep' block")
     scenario = load_scenario(path, overrides)
 
     from sim.runner import run_scenario
@@ -116,18 +166,111 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_sweep(path: Path, overrides: dict[str, Any], args: argparse.Namespace) -> int:
+    """Expand, validate and run a sweep; build its report; say what happened."""
+    from sim.executors import make_executor
+    from sim.sweep import build_report, default_results_dir, load_sweep, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise SimError(f"--workers must be at least 1, got {args.workers}")
+    if args.replications is not None and args.replications < 1:
+        raise SimError(f"--replications must be at least 1, got {args.replications}")
+    kind = args.executor or "process"
+    if args.address and kind != "ray":
+        raise SimError("--address is for --executor ray")
+    sweep = load_sweep(path, overrides, replications=args.replications)
+    out = args.out if args.out is not None else default_results_dir(sweep)
+    quiet = args.quiet
+    if not quiet:
+        print(f"sweep {sweep.name}: {sweep.shape_text()}", file=sys.stderr)
+        print(f"results: {out}", file=sys.stderr)
+    executor = make_executor(kind, workers=args.workers, address=args.address)
+    try:
+        report = run_sweep(
+            sweep, out, executor=executor, retry_failed=args.retry_failed, quiet=quiet
+        )
+    finally:
+        executor.close()
+    done = report.skipped + report.finished
+    if not quiet:
+        print(
+            f"{done} of {report.total} runs finished ({report.finished} now, {report.skipped} "
+            f"before), {len(report.failed)} failed, in {report.elapsed:.1f} s",
+            file=sys.stderr,
+        )
+    outputs = build_report(out, quiet=quiet)
+    if outputs is None and not quiet:
+        print("report: skipped (sim.report is not available)", file=sys.stderr)
+    if report.failed:
+        print(f"error: {len(report.failed)} of {report.total} runs failed:", file=sys.stderr)
+        for spec, error in report.failed[:_LISTED_FAILURES]:
+            print(f"  {spec.run_id} ({spec.describe()}): {error}", file=sys.stderr)
+        if len(report.failed) > _LISTED_FAILURES:
+            more = len(report.failed) - _LISTED_FAILURES
+            print(f"  ... and {more} more (see {out / 'manifest.json'})", file=sys.stderr)
+        if not args.retry_failed:
+            print("run the same command with --retry-failed to run them again", file=sys.stderr)
+    print(out)
+    return 1 if report.failed else 0
+
+
+@command(
+    "sweep",
+    "run every run of a sweep file (as 'run' does for a file with a 'sweep' block)",
+    *_COMMANDS["run"][1],
+)
+def sweep(args: argparse.Namespace) -> int:
+    """Run a sweep: every point and replication of the file's ``sweep`` block, into one
+    resumable results folder, then build its report."""
+    from sim.scenario import SWEEP_KEY, load_yaml
+
+    path = _scenario_path(args.file)
+    data, _ = load_yaml(path)
+    if SWEEP_KEY not in data:
+        raise SimError(f"{path} has no 'sweep' block; 'run_sim.py run {path}' runs it once")
+    return run(args)
+
+
+@command(
+    "plot",
+    "redo the figures and the report of a results folder from its stored results",
+    arg("results", type=Path, metavar="RESULTS_DIR", help="a sweep's or a run's results folder"),
+    arg("--quiet", action="store_true", help="print only the written files"),
+)
+def plot(args: argparse.Namespace) -> int:
+    """Aggregate, plot and report a results folder (nothing is simulated)."""
+    from sim.sweep import build_report
+
+    folder: Path = args.results
+    if not folder.is_dir():
+        raise SimError(f"{folder}: no such results folder")
+    outputs = build_report(folder, quiet=args.quiet)
+    if outputs is None:
+        print("error: plotting needs sim.report, which is not available", file=sys.stderr)
+        return 1
+    for written in outputs.values():
+        print(written)
+    return 0
+
+
 @command(
     "validate",
-    "check scenario files without running them",
+    "check scenario files (every point of a sweep) without running them",
     arg("files", nargs="+", type=Path, metavar="FILE", help="scenario files"),
 )
 def validate(args: argparse.Namespace) -> int:
     """Validate each file; report every broken one and exit 2 if any is."""
-    from sim.scenario import load_scenario
+    from sim.scenario import SWEEP_KEY, load_scenario, load_yaml
+    from sim.sweep import load_sweep
 
     status = 0
     for path in args.files:
         try:
+            data, _ = load_yaml(path)
+            if SWEEP_KEY in data:
+                sw = load_sweep(path)
+                print(f"{path}: ok (sweep {sw.shape_text()})")
+                continue
             s = load_scenario(path)
         except SimError as exc:
             _report(exc)

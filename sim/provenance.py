@@ -8,6 +8,7 @@ half-written file and always gets strict JSON.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -36,19 +37,31 @@ PACKAGES = (
 )
 """Distributions whose versions are recorded (None when not installed)."""
 
+PROJECT = "qvecsim"
+"""The distribution name of this project."""
+
+CODE_VERSION_ENV = "QVECSIM_CODE_VERSION"
+"""Environment variable that, when set, replaces the code version computed from git."""
+
 _GIT_TIMEOUT = 10.0
 _MAX_CHANGES = 200
 
 
+@functools.cache
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
-    """Installed version of each distribution, None for those that are missing."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    """Installed version of each distribution, None for those that are missing.
+
+    Versions are looked up once per process: installed packages do not change under a
+    running interpreter, and a sweep asks for them once per run.
+    """
+    return {name: _version(name) for name in names}
 
 
 def _git(repo: Path, *args: str) -> str | None:
@@ -90,6 +103,30 @@ def git_state(path: Path | None = None) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _head_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    revision = _git(here, "rev-parse", "HEAD")
+    return revision.strip() if revision else None
+
+
+def code_version() -> str:
+    """The version of the simulator's code: ``<package version>+g<12 hex of the git revision>``.
+
+    It is part of every sweep run's id, so results of different code never mix in one
+    results folder. Without git (an installed wheel) it is the package version alone. The
+    environment variable ``QVECSIM_CODE_VERSION``, when set and not empty, replaces it: for
+    a cluster whose workers have no checkout, or to keep resuming a sweep across a commit
+    known not to change results. The git revision is read once per process.
+    """
+    forced = os.environ.get(CODE_VERSION_ENV, "").strip()
+    if forced:
+        return forced
+    version = _version(PROJECT) or "0+unknown"
+    revision = _head_revision()
+    return f"{version}+g{revision[:12]}" if revision else version
+
+
 def config_digest(config: Mapping[str, Any]) -> str:
     """SHA-256 of the configuration's canonical JSON (sorted keys, no spaces)."""
     text = json.dumps(to_jsonable(config), sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -97,21 +134,25 @@ def config_digest(config: Mapping[str, Any]) -> str:
 
 
 def provenance(
-    seed_root: int, seed_path: tuple[int, ...], config: Mapping[str, Any]
+    seed_root: int,
+    seed_path: tuple[int, ...],
+    config: Mapping[str, Any],
+    git: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything needed to trace a run back to its inputs and environment.
 
     Holds the seeds (root and the run's path in the seed tree), the resolved configuration
     and its SHA-256, the git revision and dirty flag of the checkout holding this package,
     package versions, Python, platform, host name, process id, command line and the start
-    time (ISO 8601, UTC).
+    time (ISO 8601, UTC). ``git`` is a :func:`git_state` taken earlier (a sweep reads it
+    once when it starts instead of once per run); by default it is read now.
     """
     return {
         "seed_root": int(seed_root),
         "seed_path": [int(p) for p in seed_path],
         "config": to_jsonable(config),
         "config_sha256": config_digest(config),
-        "git": git_state(),
+        "git": dict(git) if git is not None else git_state(),
         "packages": package_versions(),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
@@ -156,13 +197,19 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     over ``path``, so readers see the old file or the new one, never a partial one.
     Non-finite floats are written as null, so the output is always strict JSON.
     """
-    target = Path(path)
     text = json.dumps(to_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync of the
+    directory. A reader sees the old content or the new, never a partial file."""
+    target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -172,14 +219,20 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
         except FileNotFoundError:
             pass
         raise
+    fsync_dir(target.parent)
+    return target
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush a directory's entries (creations, renames) to disk; a no-op where the
+    platform cannot open directories."""
     try:
-        dir_fd = os.open(target.parent, os.O_RDONLY)
+        dir_fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return target
+        return
     try:
         os.fsync(dir_fd)
     except OSError:
         pass
     finally:
         os.close(dir_fd)
-    return target

@@ -1,16 +1,23 @@
 """One run of one scenario: build the world and policy, simulate, write the results folder.
 
 A results folder holds ``tasks.parquet`` (unless the table is off), ``summary.json``,
+``latency_hist.npz`` (the summary's latency histogram: arrays ``edges`` [s] and ``counts``),
 ``config.yaml`` (the resolved configuration, in SI units), ``provenance.json`` and
-``figures/``. Tables are written to temporary names and renamed when complete.
+``figures/``. Every file is written to a temporary name, fsynced and renamed when complete.
+``provenance.json`` says ``running`` while the run lasts, then ``finished``, or ``failed``
+(with the error and its traceback) or ``interrupted``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import time
+import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sim.seeds import SeedTree
 
@@ -58,6 +65,17 @@ def default_out_dir(scenario) -> Path:
     return REPO / "results" / scenario.name / stamp
 
 
+def write_histogram(path: Path, edges: Any, counts: Any) -> Path:
+    """Write a latency histogram as ``.npz`` (arrays ``edges``, ``counts``) atomically."""
+    import numpy as np
+
+    from sim.provenance import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    np.savez(buffer, edges=np.asarray(edges, dtype=np.float64), counts=np.asarray(counts))
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
 def run_scenario(
     scenario,
     out_dir: Path | None = None,
@@ -65,41 +83,80 @@ def run_scenario(
     source: Path | None = None,
     seed_path: tuple[int, ...] = (),
     write: bool = True,
+    git: Mapping[str, Any] | None = None,
+    provenance_extra: Mapping[str, Any] | None = None,
 ) -> RunResult:
-    """Simulate ``scenario`` and write its results folder (``write=False``: summary only)."""
+    """Simulate ``scenario`` and write its results folder (``write=False``: summary only).
+
+    ``seed_path`` places the run in the seed tree of ``scenario.seed`` (a sweep gives
+    replication r the path ``(r,)``). ``git`` is a :func:`sim.provenance.git_state` taken
+    earlier (read now by default) and ``provenance_extra`` is merged into
+    ``provenance.json`` (a sweep adds the run id, point and replication). If the run
+    raises, ``provenance.json`` records ``failed`` (or ``interrupted``), the error and its
+    traceback before the exception propagates.
+    """
     import yaml
 
     from sim.engine import simulate
-    from sim.provenance import provenance, write_json_atomic
+    from sim.provenance import provenance, write_bytes_atomic, write_json_atomic
 
     seeds = SeedTree(scenario.seed, seed_path)
+    prov: dict[str, Any] = {}
     if write:
         out_dir = Path(out_dir) if out_dir is not None else default_out_dir(scenario)
         out_dir.mkdir(parents=True, exist_ok=True)
         config = scenario.model_dump(mode="json")
-        prov = provenance(scenario.seed, seed_path, config)
+        prov = provenance(scenario.seed, seed_path, config, git=git)
         if source is not None:
             prov["source"] = str(source)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        prov.update(provenance_extra or {})
+        text = yaml.safe_dump(config, sort_keys=False)
+        write_bytes_atomic(out_dir / "config.yaml", text.encode("utf-8"))
         write_json_atomic(out_dir / "provenance.json", {**prov, "status": "running"})
     table = (out_dir / "tasks.parquet") if write and scenario.output.task_table else None
-    sink = RunSink(scenario, table)
-    wall = time.perf_counter()
     try:
-        result = simulate(scenario, sink, seeds=seeds)
-    finally:
-        sink.close()
-    wall = time.perf_counter() - wall
-    summary = sink.summary.result(result.extra())
-    timing = {"wall_time": wall, "tasks_per_second": result.n_tasks / max(wall, 1e-12)}
-    if write:
-        write_json_atomic(out_dir / "summary.json", summary)
-        if scenario.output.plots:
-            from sim.plots import plot_run
+        sink = RunSink(scenario, table)
+        wall = time.perf_counter()
+        try:
+            result = simulate(scenario, sink, seeds=seeds)
+        finally:
+            sink.close()
+        wall = time.perf_counter() - wall
+        summary = sink.summary.result(result.extra())
+        timing = {"wall_time": wall, "tasks_per_second": result.n_tasks / max(wall, 1e-12)}
+        if write:
+            assert out_dir is not None
+            write_json_atomic(out_dir / "summary.json", summary)
+            edges, counts = sink.summary.latency_histogram()
+            write_histogram(out_dir / "latency_hist.npz", edges, counts)
+            if scenario.output.plots:
+                from sim.plots import plot_run
 
-            plot_run(out_dir, table, summary, sink.summary.latency_histogram())
+                plot_run(out_dir, table, summary, (edges, counts))
+    except BaseException as exc:
+        if write:
+            assert out_dir is not None
+            status = "failed" if isinstance(exc, Exception) else "interrupted"
+            write_json_atomic(
+                out_dir / "provenance.json",
+                {
+                    **prov,
+                    "status": status,
+                    "error": failure_line(exc),
+                    "traceback": traceback.format_exc(),
+                    "end_time": _dt.datetime.now(_dt.UTC).isoformat(),
+                },
+            )
+        raise
+    if write:
         end = _dt.datetime.now(_dt.UTC).isoformat()
         write_json_atomic(
             out_dir / "provenance.json", {**prov, **timing, "status": "finished", "end_time": end}
         )
     return RunResult(out_dir if write else None, summary)
+
+
+def failure_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception, on one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

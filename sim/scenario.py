@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError, WithJsonSchema
 
-from sim.config import Scenario
+from sim.config import SUMO_MODELS, Scenario
 from sim.errors import NO_VALUE, ScenarioError
 from sim.units import UNITS_HELP
 
@@ -524,27 +524,64 @@ def _validate(
     data: Any, linemap: Mapping[KeyPath, int], file: str | None, overridden: Collection[KeyPath]
 ) -> Scenario:
     where = _Locator(data, linemap, file, overridden)
+    # files a scenario names (SUMO traces, networks) are relative to the scenario's folder
+    context = {"base_dir": str(Path(file).resolve().parent)} if file else None
     try:
-        scenario = Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data, context=context)
     except ValidationError as exc:
         raise _translate(exc.errors()[0], Scenario, (), data, where) from None
     except (ArithmeticError, TypeError) as exc:
         raise ScenarioError(
             f"a value cannot be read ({type(exc).__name__}: {exc})", file=file
         ) from None
+    _resolve_files(scenario, where)
     _check_policy(scenario, data, where)
     return scenario
 
 
+def _resolve_files(scenario: Scenario, where: _Locator) -> None:
+    """Read the SUMO files a scenario names and fill in what it takes from them (area,
+    vehicle and server counts; :func:`sim.sumo.resolve_scenario`)."""
+    if scenario.mobility.model not in SUMO_MODELS and scenario.servers.placement not in (
+        "junctions",
+        "roads",
+    ):
+        return
+    from sim.sumo import resolve_scenario
+
+    try:
+        resolve_scenario(scenario)
+    except ScenarioError as exc:
+        path: KeyPath = tuple(exc.key.split(".")) if exc.key else ()
+        raise where.error(path, exc.message, value=exc.value, allowed=exc.allowed) from None
+
+
+SWEEP_KEY = "sweep"
+"""Top-level key of a scenario file that describes a sweep (see :mod:`sim.sweep`)."""
+
+
+def _without_sweep(data: Any) -> Any:
+    """The scenario data without its ``sweep`` block: the base scenario of the sweep."""
+    if isinstance(data, Mapping) and SWEEP_KEY in data:
+        return {k: v for k, v in data.items() if k != SWEEP_KEY}
+    return data
+
+
 def validate_data(
-    data: Any, linemap: Mapping[KeyPath, int] | None = None, file: str | None = None
+    data: Any,
+    linemap: Mapping[KeyPath, int] | None = None,
+    file: str | None = None,
+    overridden: Collection[KeyPath] = (),
 ) -> Scenario:
     """Validate already-loaded scenario data, the policy and its parameters included.
 
-    ``linemap`` and ``file`` (from :func:`load_yaml`) only serve to locate errors. Raises
+    ``linemap`` and ``file`` (from :func:`load_yaml`) only serve to locate errors; errors
+    about the key paths in ``overridden`` are reported as coming from the command line. A
+    top-level ``sweep`` block is ignored: this validates the base scenario (use
+    :func:`sim.sweep.load_sweep` to validate every point of the sweep). Raises
     :class:`ScenarioError` for the first problem found.
     """
-    return _validate(data, linemap or {}, file, ())
+    return _validate(_without_sweep(data), linemap or {}, file, overridden)
 
 
 def load_scenario(
@@ -554,9 +591,11 @@ def load_scenario(
 
     ``overrides`` maps dotted keys (``"seed"``, ``"engine.horizon"``) to values that replace
     the file's, as given on a command line; they are validated like the file's own values
-    and errors about them are reported as coming from the command line.
+    and errors about them are reported as coming from the command line. A file with a
+    ``sweep`` block gives its base scenario, the sweep left out (see :mod:`sim.sweep`).
     """
     data, linemap = load_yaml(path)
+    data = _without_sweep(data)
     overridden: list[KeyPath] = []
     for dotted, value in (overrides or {}).items():
         keys = tuple(dotted.split("."))
@@ -583,5 +622,24 @@ def _finite(value: Any) -> Any:
 
 def scenario_json_schema() -> dict[str, Any]:
     """The JSON Schema of scenario files, for editors and documentation; infinite
-    defaults are written as the text ``"inf"`` so that the schema is strict JSON."""
-    return _finite(Scenario.model_json_schema())
+    defaults are written as the text ``"inf"`` so that the schema is strict JSON. The
+    optional top-level ``sweep`` block is described too (its values are checked when the
+    sweep is expanded)."""
+    schema = _finite(Scenario.model_json_schema())
+    axes = {
+        "type": "object",
+        "description": "config path (e.g. channel.bandwidth, policy) -> list of values",
+        "additionalProperties": {"type": "array", "minItems": 1},
+    }
+    schema.setdefault("properties", {})[SWEEP_KEY] = {
+        "type": "object",
+        "description": "a sweep over this scenario (see the README, section Sweeps): "
+        "grid axes (cartesian product), zip groups (axes varying together) and replications",
+        "additionalProperties": False,
+        "properties": {
+            "grid": axes,
+            "zip": {"anyOf": [axes, {"type": "array", "items": axes}]},
+            "replications": {"type": "integer", "minimum": 1},
+        },
+    }
+    return schema
