@@ -408,8 +408,9 @@ def finish_tasks(
 
 
 PHASE_FIRST = 0  # waiting for the local CPU or the uplink
-PHASE_EDGE = 1  # transmitted, waiting for the edge CPU
+PHASE_EDGE = 1  # transmitted (and through the QPU, if any), waiting for the edge CPU
 PHASE_DONE = 2  # completed or dropped
+PHASE_QPU = 3  # waiting for a QPU: a transmitted task with a QPU job, or a QPU-only job
 
 
 @njit(cache=True)
@@ -524,12 +525,132 @@ def serve_epoch(
     drop,
     horizon,
 ):
-    """Push the tasks in flight through local CPUs, uplinks and edge CPUs (in place).
+    """Push the tasks in flight through local CPUs, uplinks and edge CPUs (in place): the
+    pipeline of :func:`serve_pipeline` without QPUs, and with every task ready to be
+    served from its arrival."""
+    n = phase.shape[0]
+    no_site = np.full(n, -1, dtype=np.int64)
+    no_time = np.empty(0)
+    no_free = np.empty((0, 1))
+    no_count = np.empty(0, dtype=np.int64)
+    return serve_pipeline(
+        task_id,
+        vehicle,
+        server,
+        offload,
+        arrival,
+        arrival,
+        deadline,
+        key,
+        tx_time,
+        compute_time,
+        tx_start,
+        compute_start,
+        phase,
+        status,
+        drop_time,
+        no_site,
+        no_time,
+        no_time,
+        l_free,
+        l_cores,
+        l_last,
+        l_busy,
+        l_fifo,
+        u_free,
+        u_cores,
+        u_last,
+        u_busy,
+        u_fifo,
+        no_free,
+        no_count,
+        no_time,
+        no_time,
+        True,
+        e_free,
+        e_cores,
+        e_last,
+        e_busy,
+        e_fifo,
+        t_known,
+        drop,
+        horizon,
+    )
 
-    ``task_id`` numbers tasks in order of arrival. Per task: ``phase`` moves from
-    PHASE_FIRST to PHASE_EDGE (offloaded, transmitted) and PHASE_DONE; ``tx_start``,
-    ``compute_start``, ``status`` (1 = dropped) and ``drop_time`` are filled as decisions
-    become final (see :func:`serve_stage`). Returns the number of tasks in PHASE_DONE.
+
+@njit(cache=True)
+def _in_phase(phase, p):
+    """Indices of the rows in phase ``p``, in row order."""
+    n = phase.shape[0]
+    count = 0
+    for i in range(n):
+        if phase[i] == p:
+            count += 1
+    out = np.empty(count, dtype=np.int64)
+    a = 0
+    for i in range(n):
+        if phase[i] == p:
+            out[a] = i
+            a += 1
+    return out
+
+
+@njit(cache=True)
+def serve_pipeline(
+    task_id,
+    vehicle,
+    server,
+    offload,
+    arrival,
+    ready,
+    deadline,
+    key,
+    tx_time,
+    compute_time,
+    tx_start,
+    compute_start,
+    phase,
+    status,
+    drop_time,
+    q_site,
+    q_time,
+    q_start,
+    l_free,
+    l_cores,
+    l_last,
+    l_busy,
+    l_fifo,
+    u_free,
+    u_cores,
+    u_last,
+    u_busy,
+    u_fifo,
+    q_free,
+    q_cores,
+    q_last,
+    q_busy,
+    q_fifo,
+    e_free,
+    e_cores,
+    e_last,
+    e_busy,
+    e_fifo,
+    t_known,
+    drop,
+    horizon,
+):
+    """Push the rows in flight through local CPUs, uplinks, QPUs and edge CPUs (in place).
+
+    Rows are tasks or QPU-only jobs, numbered by ``task_id`` in order of arrival. A task
+    enters its first queue (local CPU, or uplink when ``offload``) at ``ready`` (its
+    arrival, or later when its decision waited); an offloaded task with a QPU job
+    (``q_site >= 0``) goes from the uplink to the QPUs of site ``q_site`` for ``q_time``,
+    then to the edge CPU of ``server``. A QPU-only job starts in PHASE_QPU, arrives at the
+    QPUs at ``ready`` and is done after them. ``phase`` moves through PHASE_FIRST,
+    PHASE_QPU, PHASE_EDGE and PHASE_DONE; ``tx_start``, ``q_start``, ``compute_start``,
+    ``status`` (1 = dropped) and ``drop_time`` are filled as decisions become final (see
+    :func:`serve_stage`). Without QPUs, ``q_site`` is all -1 and the QPU arrays may be
+    empty. Returns the number of rows in PHASE_DONE.
     """
     n = phase.shape[0]
     n_local = 0
@@ -556,7 +677,7 @@ def serve_epoch(
         _run_stage(
             loc,
             vehicle,
-            arrival,
+            ready,
             compute_time,
             key,
             deadline,
@@ -578,7 +699,7 @@ def serve_epoch(
         _run_stage(
             up,
             vehicle,
-            arrival,
+            ready,
             tx_time,
             key,
             deadline,
@@ -596,18 +717,52 @@ def serve_epoch(
             status,
             drop_time,
         )
-    n_edge = 0
-    for i in range(n):
-        if phase[i] == PHASE_EDGE:
-            n_edge += 1
-    if n_edge:
-        edge = np.empty(n_edge, dtype=np.int64)
+        if q_free.shape[0]:
+            for j in range(n_up):
+                i = up[j]
+                if phase[i] == PHASE_EDGE and q_site[i] >= 0:
+                    phase[i] = PHASE_QPU
+    if q_free.shape[0]:
+        jobs = _in_phase(phase, PHASE_QPU)
+        if jobs.shape[0]:
+            q_arrival = np.empty(n)
+            for j in range(jobs.shape[0]):
+                i = jobs[j]
+                q_arrival[i] = tx_start[i] + tx_time[i] if offload[i] else ready[i]
+            jobs = _by_id(jobs, task_id)
+            _run_stage(
+                jobs,
+                q_site,
+                q_arrival,
+                q_time,
+                key,
+                deadline,
+                q_free,
+                q_cores,
+                q_last,
+                q_busy,
+                t_known,
+                q_fifo,
+                drop,
+                horizon,
+                q_start,
+                PHASE_EDGE,
+                phase,
+                status,
+                drop_time,
+            )
+            for j in range(jobs.shape[0]):
+                i = jobs[j]
+                if phase[i] == PHASE_EDGE and not offload[i]:
+                    phase[i] = PHASE_DONE  # a QPU-only job
+    edge = _in_phase(phase, PHASE_EDGE)
+    if edge.shape[0]:
         edge_arrival = np.empty(n)
-        a = 0
-        for i in range(n):
-            if phase[i] == PHASE_EDGE:
-                edge[a] = i
-                a += 1
+        for j in range(edge.shape[0]):
+            i = edge[j]
+            if q_site[i] >= 0:
+                edge_arrival[i] = q_start[i] + q_time[i]
+            else:
                 edge_arrival[i] = tx_start[i] + tx_time[i]
         # in order of arrival, the edge arrivals are nearly sorted: grouping them by server
         # then needs only a few insertions instead of a sort

@@ -222,3 +222,154 @@ def test_bandwidth_load_matches_naive(data):
 
 def test_stage_status_codes_are_distinct():
     assert len({int(STARTED), int(DROPPED), int(DEFERRED)}) == 3
+
+
+# --------------------------------------------------------------------------- the pipeline
+_PENDING = 9  # a phase serve_pipeline never selects: rows not yet arrived
+
+
+def simpy_pipeline(rows, caps, fifo, drop):
+    """Local CPU or uplink, then QPU, then edge CPU, as SimPy PriorityResources."""
+    env = simpy.Environment()
+    res = {
+        name: [simpy.PriorityResource(env, capacity=int(c)) for c in cs]
+        for name, cs in caps.items()
+    }
+    n = len(rows["ready"])
+    out = {k: np.full(n, np.nan) for k in ("tx_start", "q_start", "compute_start", "drop_time")}
+
+    def stage(i, name, q, service, col):
+        prio = 0.0 if fifo else rows["key"][i]
+        with res[name][q].request(priority=prio) as req:
+            yield req
+            if drop and env.now > rows["deadline"][i]:
+                out["drop_time"][i] = env.now
+                return False
+            out[col][i] = env.now
+            yield env.timeout(service)
+        return True
+
+    def row(i):
+        r = {k: v[i] for k, v in rows.items()}
+        yield env.timeout(r["ready"])
+        if r["job"]:
+            yield from stage(i, "qpu", r["q_site"], r["q_time"], "q_start")
+            return
+        if not r["offload"]:
+            yield from stage(i, "local", r["vehicle"], r["compute_time"], "compute_start")
+            return
+        if not (yield from stage(i, "uplink", r["vehicle"], r["tx_time"], "tx_start")):
+            return
+        if r["q_site"] >= 0 and not (
+            yield from stage(i, "qpu", r["q_site"], r["q_time"], "q_start")
+        ):
+            return
+        yield from stage(i, "edge", r["server"], r["compute_time"], "compute_start")
+
+    for i in np.argsort(rows["ready"], kind="stable"):
+        env.process(row(int(i)))
+    env.run()
+    return out
+
+
+def pipeline_rows(seed, n, n_vehicles, n_servers, n_sites):
+    rng = np.random.default_rng(seed)
+    arrival = np.sort(rng.uniform(0, n * 0.004, n))
+    job = rng.random(n) < 0.2  # QPU-only jobs (e.g. aggregation rounds)
+    offload = (rng.random(n) < 0.7) & ~job  # a QPU-only job is not offloaded
+    return {
+        "task_id": np.arange(n, dtype=np.int64),
+        "vehicle": rng.integers(0, n_vehicles, n),
+        "server": rng.integers(0, n_servers, n),
+        "offload": offload,
+        "job": job,
+        "arrival": arrival,
+        # decisions that waited (e.g. for a policy-inference job) make tasks ready later
+        "ready": arrival + np.where(rng.random(n) < 0.3, rng.uniform(0, 0.01, n), 0.0),
+        "deadline": arrival + rng.uniform(0.02, 0.2, n),
+        "key": rng.normal(size=n),
+        "tx_time": rng.exponential(0.01, n),
+        "compute_time": np.where(job, 0.0, rng.exponential(0.006, n)),
+        "q_site": np.where(
+            job | (offload & (rng.random(n) < 0.6)), rng.integers(0, n_sites, n), -1
+        ),
+        "q_time": rng.exponential(0.004, n),
+    }
+
+
+def pipeline_in_epochs(rows, caps, fifo, drop, epoch):
+    """serve_pipeline fed epoch by epoch, rows joining when they arrive, as in the engine."""
+    from sim.kernels import PHASE_DONE, PHASE_FIRST, PHASE_QPU, serve_pipeline
+
+    n = len(rows["ready"])
+    state = {}
+    for name, cs in caps.items():
+        cs = np.asarray(cs, dtype=np.int64)
+        state[name] = (np.zeros((len(cs), int(cs.max()))), cs, np.zeros(len(cs)), np.zeros(len(cs)))
+    out = {k: np.full(n, np.nan) for k in ("tx_start", "q_start", "compute_start", "drop_time")}
+    phase = np.full(n, _PENDING, dtype=np.int8)
+    status = np.zeros(n, dtype=np.int8)
+    t = 0.0
+    while True:
+        t1 = t + epoch
+        new = (rows["arrival"] >= t) & (rows["arrival"] < t1)
+        phase[new] = np.where(rows["job"][new], PHASE_QPU, PHASE_FIRST)
+        last_round = t1 > rows["arrival"].max()
+        serve_pipeline(
+            rows["task_id"], rows["vehicle"], rows["server"], rows["offload"],
+            rows["arrival"], rows["ready"], rows["deadline"], rows["key"],
+            rows["tx_time"], rows["compute_time"], out["tx_start"], out["compute_start"],
+            phase, status, out["drop_time"], rows["q_site"], rows["q_time"], out["q_start"],
+            *state["local"], fifo, *state["uplink"], fifo, *state["qpu"], fifo,
+            *state["edge"], fifo, math.inf if last_round else t1, drop, 1e18,
+        )  # fmt: skip
+        if last_round:
+            break
+        t = t1
+    assert np.all(phase == PHASE_DONE)
+    assert np.array_equal(status == 1, ~np.isnan(out["drop_time"]))
+    return out, state
+
+
+@pytest.mark.parametrize("fifo", [True, False])
+@pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.parametrize("epoch", [0.013, 0.25, 1e9])
+def test_pipeline_with_qpus_matches_simpy(fifo, drop, epoch):
+    caps = {"local": [1] * 6, "uplink": [1] * 6, "qpu": [1, 2], "edge": [2, 1, 1]}
+    rows = pipeline_rows(5, 700, 6, 3, 2)
+    ref = simpy_pipeline(rows, caps, fifo, drop)
+    got, state = pipeline_in_epochs(rows, caps, fifo, drop, epoch)
+    for col in ("tx_start", "q_start", "compute_start", "drop_time"):
+        np.testing.assert_allclose(got[col], ref[col], rtol=1e-12, atol=1e-12, err_msg=col)
+    served = ~np.isnan(got["q_start"])
+    assert served.sum() > 100 and (served & ~rows["job"]).any()  # both kinds used the QPUs
+    busy = state["qpu"][3].sum()
+    np.testing.assert_allclose(busy, rows["q_time"][served].sum(), rtol=1e-9)
+    if drop:
+        assert (~np.isnan(got["drop_time"])).sum() > 5
+
+
+def test_serve_epoch_is_the_pipeline_without_qpus():
+    """The three-stage entry point gives the pipeline's times when no row uses a QPU."""
+    from sim.kernels import PHASE_FIRST, serve_epoch
+
+    caps = {"local": [1] * 4, "uplink": [1] * 4, "qpu": [1], "edge": [2, 1]}
+    rows = pipeline_rows(8, 300, 4, 2, 1)
+    rows["job"][:] = False
+    rows["q_site"][:] = -1
+    rows["ready"] = rows["arrival"].copy()
+    ref, _ = pipeline_in_epochs(rows, caps, True, True, 1e9)
+    n = 300
+    out = {k: np.full(n, np.nan) for k in ("tx_start", "compute_start", "drop_time")}
+    phase = np.full(n, PHASE_FIRST, dtype=np.int8)
+    status = np.zeros(n, dtype=np.int8)
+    st = {k: (np.zeros((len(c), max(c))), np.asarray(c), np.zeros(len(c)), np.zeros(len(c)))
+          for k, c in caps.items()}  # fmt: skip
+    serve_epoch(
+        rows["task_id"], rows["vehicle"], rows["server"], rows["offload"], rows["arrival"],
+        rows["deadline"], rows["key"], rows["tx_time"], rows["compute_time"],
+        out["tx_start"], out["compute_start"], phase, status, out["drop_time"],
+        *st["local"], True, *st["uplink"], True, *st["edge"], True, math.inf, True, 1e18,
+    )  # fmt: skip
+    for col in out:
+        np.testing.assert_array_equal(out[col], ref[col])
