@@ -13,6 +13,10 @@ Modelling choices the results depend on:
   (``mobility.step`` is a whole number of epochs);
 - bandwidth shares are accounted per epoch (19k): when the shares held at a server sum above
   one, all of them are scaled down to fit and a violation is counted.
+
+With ``twin.enabled`` the digital twin (:mod:`sim.twin`) runs as a second process of the same
+event loop: it takes reports between epochs, puts its sync traffic and compute into the
+uplink and edge queues, and gives each observation its view (``Observation.twin``).
 """
 
 from __future__ import annotations
@@ -76,9 +80,17 @@ class EngineResult:
     n_epochs: int
     violations: Violations
     utilisation: dict[str, float] = field(default_factory=dict)
+    twin: dict[str, float] = field(default_factory=dict)  # twin metrics (empty: twin off)
+    # time series by name (name -> column -> values), written as <name>.parquet
+    series: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def extra(self) -> dict:
-        return {**self.violations.as_dict(), **self.utilisation, "n_epochs": self.n_epochs}
+        return {
+            **self.violations.as_dict(),
+            **self.utilisation,
+            "n_epochs": self.n_epochs,
+            **self.twin,
+        }
 
 
 def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -119,34 +131,50 @@ class Engine:
         self._no_fading = np.empty((0, 0))
         # a sink that keeps no table (``needs_table`` False) gets only the summary's columns
         self._full_rows = bool(getattr(sink, "needs_table", True))
+        self.twin = None
+        if sc.twin.enabled:
+            from sim.twin import DigitalTwin
+
+            self.twin = DigitalTwin(sc, self.world, self.uplink, self.edge, seeds.generator("twin"))
 
     # ------------------------------------------------------------------ driving
     def run(self) -> EngineResult:
         env = simpy.Environment()
         env.process(self._clock(env))
+        if self.twin is not None:
+            env.process(self.twin.process(env))
         env.run()
         self._serve(math.inf)  # drain what is still queued at the horizon
         if self.inflight and self.inflight["task_id"].shape[0]:
             raise SimError("tasks left unserved after the drain")  # pragma: no cover
-        return EngineResult(self.n_tasks, self.n_epochs, self.violations, self._utilisation())
+        result = EngineResult(self.n_tasks, self.n_epochs, self.violations, self._utilisation())
+        if self.twin is not None:
+            result.twin = self.twin.metrics()
+            result.series.update(self.twin.series())
+        return result
 
     def _clock(self, env: simpy.Environment):
-        """Decision epochs; the world moves first at every mobility step boundary."""
+        """Decision epochs; the world moves at the end of the epoch before each mobility step
+        boundary, so that other processes see the new step's world at the boundary."""
         n_epochs = math.ceil(self.horizon / self.epoch - 1e-9)
         for k in range(n_epochs):
             t0 = k * self.epoch
             t1 = min((k + 1) * self.epoch, self.horizon)
-            if k and k % self.epochs_per_step == 0:
-                self.world.advance(self.epochs_per_step * self.epoch)
             self.step(t0, t1)
+            if k + 1 < n_epochs and (k + 1) % self.epochs_per_step == 0:
+                self.world.advance(self.epochs_per_step * self.epoch)
             yield env.timeout(max(t1 - env.now, 0.0))
 
     def step(self, t0: float, t1: float) -> None:
         """One decision epoch: sample, decide, serve."""
+        if self.twin is not None:
+            self.twin.before_epoch(t0)
         tasks = self.world.tasks.sample(t0, t1)
         self.n_epochs += 1
         k = tasks["task_id"].shape[0]
         self.n_tasks += k
+        if self.twin is not None:
+            self.twin.count_arrivals(tasks["vehicle"])
         if k:
             actions = self.policy.decide(self.observe(t0, tasks))
             new = self._apply(tasks, actions)
@@ -185,6 +213,7 @@ class Engine:
             edge_accuracy=sc.servers.semantic_accuracy,
             energy_coefficient=sc.vehicles.energy_coefficient,
             latency_weight=self._w1,
+            twin=self.twin.view(t0) if self.twin is not None else None,
         )
 
     def _arrays(self, actions: Actions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -271,6 +300,8 @@ class Engine:
         vi.bandwidth += n_bw
         vi.local_capacity += n_loc
         vi.edge_capacity += n_edge
+        if self.twin is not None:
+            self.twin.count_work(server, compute_time)
         rows = dict(tasks)
         rows.update(
             offload=server >= 0,

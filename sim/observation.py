@@ -2,6 +2,23 @@
 
 Policies see the world only through this object, never through engine internals. Arrays
 are indexed by task (``task_*``), vehicle (``vehicle_*``) or server (``server_*``).
+
+Information model. The fields hold the exact state at the epoch start; who could know what
+in a deployed network differs, and each policy says which part it reads:
+
+- the vehicle's own instantaneous report, known at the moment of decision without any twin:
+  its tasks (``task_*``), its position, CPU, P_max, local and uplink queues
+  (``vehicle_local_free``, ``vehicle_uplink_free``), its serving cell (``vehicle_nearest``)
+  and its measured channel (``channel``, ``interference``), plus what the serving cell
+  broadcasts (``server_*`` constants: position, CPU, cores, B_max, cell size);
+- the servers' queue state ``server_core_free`` (and ``server_backlog``): network state that
+  a vehicle does not see. It is exact and instantaneous here, for the policies defined with
+  perfect information (the ``oracle`` by definition; ``greedy`` as a perfect-information
+  baseline);
+- the digital twin's view ``twin`` (:class:`TwinView`): stale by its age of information,
+  with estimates and predictions; None when the scenario runs without the twin. Policies
+  that model a network without a twin (``twin-greedy`` with the twin off) use only the first
+  group.
 """
 
 from __future__ import annotations
@@ -10,7 +27,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.channel import ChannelState, shannon_rate
+from sim.channel import ChannelState, path_gain, shannon_rate
+
+
+@dataclass
+class TwinView:
+    """The digital twin's stale and predicted view at a decision (see :mod:`sim.twin`).
+
+    Reported values are those of the freshest report the twin received, taken at
+    ``generated``; predicted values are for the decision time plus ``lead``.
+    """
+
+    generated: float  # time the freshest received report was taken [s]
+    age: float  # age of information at the decision: t - generated [s]
+    lead: float  # predictions are for t + lead [s]
+    arrival_rate: np.ndarray  # (N,) lambda_hat [1/s], eq. [9]
+    arrival_rate_max: np.ndarray  # (N,) lambda_hat + eps [1/s], eq. [19i]
+    expected_arrivals: np.ndarray  # (N,) lambda_hat times the epoch length
+    vehicle_position: np.ndarray  # (N, 2) reported position + velocity (t + lead - generated)
+    vehicle_server: np.ndarray  # (N,) int64 nearest server of the projected position
+    vehicle_gain: np.ndarray  # (N,) path gain to vehicle_server at the projected position
+    server_backlog_reported: np.ndarray  # (M,) mean committed work per core at generated [s]
+    server_work_rate: np.ndarray  # (M,) estimated edge work offered per second [s/s]
+    server_backlog: np.ndarray  # (M,) predicted mean work per core at t + lead [s]
+    server_backlog_max: np.ndarray  # (M,) the same with the cells' rates at lambda_max [s]
+    interference: np.ndarray  # (M,) reported interference [W]
+    server_position: np.ndarray  # (M, 2) [m]
+    channel: object  # the scenario's channel section (path-loss parameters)
+
+    def predicted_gain(self, vehicle: np.ndarray, server: np.ndarray) -> np.ndarray:
+        """Path gain of eq. [3] (no fading: its mean is one) from the projected positions."""
+        ch = self.channel
+        d = np.hypot(
+            self.vehicle_position[vehicle, 0] - self.server_position[server, 0],
+            self.vehicle_position[vehicle, 1] - self.server_position[server, 1],
+        )
+        return path_gain(
+            d, ch.reference_gain, ch.reference_distance, ch.path_loss_exponent, ch.min_distance
+        )
 
 
 @dataclass
@@ -48,6 +102,7 @@ class Observation:
     edge_accuracy: float  # sigma_j
     energy_coefficient: float  # kappa of the vehicles
     latency_weight: float  # w1
+    twin: TwinView | None = None  # the digital twin's view; None without the twin
 
     @property
     def n_tasks(self) -> int:

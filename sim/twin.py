@@ -1,0 +1,434 @@
+"""The digital twin of the edge (seed 002 section III-E) as a process of the event loop.
+
+Every ``sync_period`` the physical side takes a *report*: the vehicles' positions, velocities,
+serving cells and channel gains, each vehicle's cumulative count of arrivals, each edge
+server's core free-at times and the cumulative edge work offloaded to it. The report travels
+over the sync channel: it is lost with probability ``loss_probability`` (one Bernoulli draw per
+sync from the ``twin`` seed stream) or received ``delay`` seconds later. The twin's copy is
+therefore stale; its age of information (AoI, seed 003 section V-E) at time t is t minus the
+time the freshest received report was taken. Before the first reception the twin holds the
+deployment state taken at time 0.
+
+From the arrivals it has seen the twin estimates each vehicle's rate lambda_hat (sliding
+window or EWMA, :class:`RateEstimator`); eq. [9] bounds the true rate by lambda_hat +- eps and
+the twin serves lambda_max = lambda_hat + eps [19i]. The same estimator tracks the work offered
+to each server. From these it predicts (:meth:`DigitalTwin.view`) the expected arrivals of the
+next epoch, each server's backlog at the decision time plus ``lead_time`` (a fluid model:
+reported backlog, drained at one core-second per second, filled at the estimated work rate)
+and each vehicle's channel from its position projected by its reported velocity.
+
+Costs, both exact queue jobs in the engine's queues:
+- sync traffic: at each sync every vehicle transmits ``sync_bits`` on its uplink at P_max
+  with its equal share of its serving cell's band. The transmission joins the uplink queue at
+  the sync time: in a FIFO uplink behind the tasks already queued, in a priority uplink ahead
+  of every waiting task (non-preemptive). Its energy is reported, not added to task costs.
+- compute: a received report costs each server ``compute_cycles`` per vehicle of its cell in
+  the report; the job joins the edge CPU queue (FIFO: in arrival order; priority: first) at
+  the first decision epoch starting at or after the reception.
+Lost reports are transmitted (traffic is paid) but cost no compute. The compute delay is not
+added to the AoI.
+
+Event order: reports are taken between decision epochs (``sync_period`` is a whole number of
+epochs) and the twin's events are scheduled URGENT, so at an instant where a sync, a reception
+and a decision epoch coincide, the report is taken and the reception applied before the
+epoch's decisions. A reception time within 1e-9 epochs of an epoch start is taken to be that
+epoch start, so that rounding in generation + delay cannot move it past the epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+from simpy.events import URGENT
+
+from sim.channel import nearest_server, path_gain, shannon_rate
+from sim.observation import TwinView
+
+
+class _UrgentTimeout(simpy.events.Timeout):
+    """A timeout at ``target`` processed before the NORMAL events (the engine's clock) of
+    its instant. Its delay is rounded down by the last bits that ``now + (target - now)``
+    may add, so the event never falls after ``target``."""
+
+    def __init__(self, env: simpy.Environment, target: float) -> None:
+        delay = max(target - env.now, 0.0)
+        while delay > 0 and env.now + delay > target:
+            delay = math.nextafter(delay, 0.0)
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._delay = delay
+        self._ok = True
+        env.schedule(self, URGENT, delay)
+
+
+class RateEstimator:
+    """Rates of a set of counters (arrivals per vehicle, work per server) from interval counts.
+
+    ``update(counts, duration)`` adds what was counted over the ``duration`` seconds since the
+    previous update.
+
+    - ``window``: the counts of the latest intervals spanning at most ``window`` seconds (at
+      least the latest interval) divided by their span. For a Poisson process of rate lambda
+      and a full window W the estimate has mean lambda and variance lambda / W.
+    - ``ewma``: lambda_hat <- lambda_hat + (1 - exp(-d / tau)) (count / d - lambda_hat), the
+      exponential smoothing of the observed rate with time constant tau: after a step of the
+      true rate the mean estimate approaches the new rate as exp(-t / tau).
+    """
+
+    def __init__(self, cfg, initial: np.ndarray) -> None:
+        self.kind = cfg.kind
+        self.window = float(cfg.window)
+        self.tau = float(cfg.time_constant)
+        self.estimate = np.array(initial, dtype=np.float64)
+        self._intervals: deque[tuple[np.ndarray, float]] = deque()
+
+    def update(self, counts: np.ndarray, duration: float) -> None:
+        if duration <= 0:
+            return
+        if self.kind == "ewma":
+            a = -math.expm1(-duration / self.tau)
+            self.estimate += a * (counts / duration - self.estimate)
+            return
+        self._intervals.append((np.asarray(counts, dtype=np.float64), duration))
+        span = sum(d for _, d in self._intervals)
+        while len(self._intervals) > 1 and span > self.window * (1 + 1e-9):
+            span -= self._intervals.popleft()[1]
+        total = np.zeros_like(self.estimate)
+        span = 0.0
+        for c, d in self._intervals:
+            total += c
+            span += d
+        self.estimate = total / span
+
+
+@dataclass(slots=True)
+class Report:
+    """What the physical side sends at one sync (the state at time ``generated``)."""
+
+    generated: float  # [s]
+    position: np.ndarray  # (N, 2) [m]
+    velocity: np.ndarray  # (N, 2) [m/s]
+    nearest: np.ndarray  # (N,) serving cell
+    gain: np.ndarray  # (N,) channel gain to the serving cell, fading included
+    interference: np.ndarray  # (M,) [W]
+    cell_size: np.ndarray  # (M,) vehicles per cell
+    arrivals: np.ndarray  # (N,) cumulative arrivals
+    work: np.ndarray  # (M,) cumulative edge work offered [s]
+    core_free: np.ndarray  # (M, C) free-at time of each edge core [s]
+
+
+class DigitalTwin:
+    """The twin of one run: a SimPy process plus the state policies see through :meth:`view`.
+
+    ``world`` is the run's :class:`sim.world.World`; ``uplink`` and ``edge`` are the engine's
+    queue states (free, cores, last, busy) that sync traffic and twin compute occupy.
+    """
+
+    def __init__(self, scenario, world, uplink, edge, rng: np.random.Generator) -> None:
+        self.sc = sc = scenario
+        self.cfg = cfg = sc.twin
+        self.world = world
+        self.uplink = uplink
+        self.edge = edge
+        self.rng = rng
+        self.epoch = float(sc.engine.epoch)
+        self.horizon = float(sc.engine.horizon)
+        self.n_epochs = math.ceil(self.horizon / self.epoch - 1e-9)
+        self.delay = float(cfg.delay)
+        self.loss = float(cfg.loss_probability)
+        self.eps = float(cfg.eps)
+        self.lead = float(cfg.lead_time)
+        n, m = world.n_vehicles, world.n_servers
+        self.arrivals = np.zeros(n)  # cumulative arrivals per vehicle (physical side)
+        self.work = np.zeros(m)  # cumulative edge work [s] offered to each server
+        rate0 = sc.tasks.arrival_rate
+        if cfg.estimator.initial_rate is not None:
+            rate0 = cfg.estimator.initial_rate
+        self.rates = RateEstimator(cfg.estimator, np.full(n, float(rate0)))
+        self.work_rates = RateEstimator(cfg.estimator, np.zeros(m))
+        self.report = self._snapshot(0.0)  # the deployment state
+        self._pending: list[tuple[float, np.ndarray, int]] = []  # (received, cycles, sync)
+        self._received = [(0.0, 0.0)]  # (reception time, generation time), in order
+        # per sync: generation time, lost, reception time, time its compute job was queued
+        self._sync: dict[str, list] = {"generated": [], "lost": [], "received": [], "processed": []}
+        k = min(int(cfg.series_vehicles), n)
+        self._series_vehicles = np.arange(k)
+        self._rate_rows: dict[str, list] = {"t": [], "vehicle": [], "estimate": [], "true": []}
+        self.sync_bits = 0.0
+        self.sync_energy = 0.0
+        self.compute_cycles = 0.0
+        self.compute_energy = 0.0
+        self._err_abs = 0.0
+        self._err_sq = 0.0
+        self._err_n = 0
+        self._eps_exceeded = 0
+
+    # ------------------------------------------------------------------ physical side
+    def count_arrivals(self, vehicle: np.ndarray) -> None:
+        """Count an epoch's arrivals (called as they are sampled)."""
+        if vehicle.shape[0]:
+            self.arrivals += np.bincount(vehicle, minlength=self.arrivals.shape[0])
+
+    def count_work(self, server: np.ndarray, compute_time: np.ndarray) -> None:
+        """Count the edge work [s] of an epoch's decisions (-1: local, not counted)."""
+        off = server >= 0
+        if off.any():
+            self.work += np.bincount(
+                server[off], weights=compute_time[off], minlength=self.work.shape[0]
+            )
+
+    def _snapshot(self, t: float) -> Report:
+        w = self.world
+        ch = w.channel
+        nearest = ch.nearest.copy()
+        return Report(
+            generated=t,
+            position=np.array(w.positions, dtype=np.float64),
+            velocity=np.array(w.mobility.velocities, dtype=np.float64),
+            nearest=nearest,
+            gain=ch.gain_of(np.arange(nearest.shape[0]), nearest),
+            interference=ch.interference.copy(),
+            cell_size=ch.cell_size.copy(),
+            arrivals=self.arrivals.copy(),
+            work=self.work.copy(),
+            core_free=self.edge.free.copy(),
+        )
+
+    def sync_service_times(self, report: Report) -> np.ndarray:
+        """Uplink time [s] of each vehicle's sync message: ``sync_bits`` at P_max with the
+        equal share of its serving cell's band, on the channel of the report."""
+        w, ch = self.world, self.sc.channel
+        j = report.nearest
+        bw = w.server_bandwidth[j] / np.maximum(report.cell_size[j], 1)
+        noise = ch.noise * bw if ch.noise_kind == "density" else ch.noise
+        rate = shannon_rate(bw, w.vehicle_power_max * report.gain, report.interference[j] + noise)
+        return self.cfg.sync_bits / rate
+
+    def _charge_uplinks(self, t: float, report: Report) -> None:
+        if self.cfg.sync_bits <= 0:
+            return
+        service = self.sync_service_times(report)
+        up = self.uplink
+        tau = np.maximum(np.maximum(up.free[:, 0], t), up.last)
+        up.last[:] = tau
+        up.free[:, 0] = tau + service
+        up.busy += np.minimum(tau + service, self.horizon) - np.minimum(tau, self.horizon)
+        self.sync_bits += self.cfg.sync_bits * service.shape[0]
+        self.sync_energy += float((self.world.vehicle_power_max * service).sum())
+
+    def _charge_edge(self, t: float, cycles: np.ndarray) -> None:
+        ed, w = self.edge, self.world
+        kappa = self.sc.servers.energy_coefficient
+        for j in np.flatnonzero(cycles > 0):
+            work = cycles[j] / w.server_cpu[j]
+            c = int(np.argmin(ed.free[j, : ed.cores[j]]))
+            tau = max(ed.free[j, c], t, ed.last[j])
+            ed.last[j] = tau
+            ed.free[j, c] = tau + work
+            ed.busy[j] += min(tau + work, self.horizon) - min(tau, self.horizon)
+            self.compute_cycles += cycles[j]
+            self.compute_energy += kappa * w.server_cpu[j] ** 2 * cycles[j]
+
+    # ------------------------------------------------------------------ the process
+    def process(self, env: simpy.Environment):
+        """Take a report every sync period while decision epochs remain; send it."""
+        per_sync = self.sc.epochs_per_sync
+        n = 1
+        while n * per_sync < self.n_epochs:
+            t = (n * per_sync) * self.epoch  # the clock's own formula for this epoch start
+            yield _UrgentTimeout(env, t)
+            report = self._snapshot(t)
+            self._charge_uplinks(t, report)
+            lost = bool(self.rng.random() < self.loss)
+            row = len(self._sync["generated"])
+            self._sync["generated"].append(t)
+            self._sync["lost"].append(lost)
+            self._sync["received"].append(math.nan)
+            self._sync["processed"].append(math.nan)
+            if not lost:
+                env.process(self._deliver(env, report, row))
+            n += 1
+
+    def _deliver(self, env: simpy.Environment, report: Report, row: int):
+        t = report.generated + self.delay
+        k = round(t / self.epoch)
+        if abs(t - k * self.epoch) <= 1e-9 * self.epoch:
+            t = k * self.epoch  # on an epoch start: exactly the clock's time of that epoch
+        yield _UrgentTimeout(env, t)
+        self._receive(t, report, row)
+
+    def _receive(self, t: float, report: Report, row: int) -> None:
+        prev = self.report
+        span = report.generated - prev.generated
+        self.rates.update(report.arrivals - prev.arrivals, span)
+        self.work_rates.update(report.work - prev.work, span)
+        self.report = report
+        self._received.append((t, report.generated))
+        self._sync["received"][row] = t
+        if self.cfg.compute_cycles > 0:
+            cycles = self.cfg.compute_cycles * report.cell_size.astype(np.float64)
+            self._pending.append((t, cycles, row))
+        if t <= self.horizon:
+            self._score(t)
+
+    def _score(self, t: float) -> None:
+        """Forecast error of the estimate against the true rate at reception time ``t``."""
+        true = self.world.tasks.true_rates(t)
+        est = self.rates.estimate
+        err = est - true
+        self._err_abs += float(np.abs(err).sum())
+        self._err_sq += float((err * err).sum())
+        self._err_n += err.shape[0]
+        self._eps_exceeded += int((np.abs(err) > self.eps).sum())
+        rows = self._rate_rows
+        for v in self._series_vehicles:
+            rows["t"].append(t)
+            rows["vehicle"].append(int(v))
+            rows["estimate"].append(float(est[v]))
+            rows["true"].append(float(true[v]))
+        rows["t"].append(t)
+        rows["vehicle"].append(-1)
+        rows["estimate"].append(float(est.mean()))
+        rows["true"].append(float(true.mean()))
+
+    def before_epoch(self, t0: float) -> None:
+        """Queue the compute jobs of the reports received by ``t0`` (engine hook)."""
+        if not self._pending:
+            return
+        keep = []
+        for received, cycles, row in self._pending:
+            if received <= t0:
+                self._charge_edge(t0, cycles)
+                self._sync["processed"][row] = t0
+            else:
+                keep.append((received, cycles, row))
+        self._pending = keep
+
+    # ------------------------------------------------------------------ the twin's view
+    def view(self, t: float) -> TwinView:
+        """What the twin tells the policies at decision time ``t``."""
+        r = self.report
+        sc, w = self.sc, self.world
+        ahead = t + self.lead - r.generated
+        area = sc.mobility.area
+        pos = r.position + r.velocity * ahead
+        np.clip(pos[:, 0], 0.0, area.width, out=pos[:, 0])
+        np.clip(pos[:, 1], 0.0, area.height, out=pos[:, 1])
+        server = nearest_server(pos, w.server_position)
+        ch = sc.channel
+        d = np.hypot(*(pos - w.server_position[server]).T)
+        gain = path_gain(
+            d, ch.reference_gain, ch.reference_distance, ch.path_loss_exponent, ch.min_distance
+        )
+        lam = self.rates.estimate.copy()
+        lam_max = lam + self.eps
+        cores = w.server_cores
+        used = np.arange(r.core_free.shape[1])[None, :] < cores[:, None]
+        left = np.where(used, np.maximum(r.core_free - r.generated, 0.0), 0.0)
+        backlog0 = left.sum(axis=1) / cores
+        omega = self.work_rates.estimate.copy()
+        cell_hat = np.bincount(r.nearest, weights=lam, minlength=cores.shape[0])
+        cell_max = np.bincount(r.nearest, weights=lam_max, minlength=cores.shape[0])
+        scale = np.where(cell_hat > 0, cell_max / np.where(cell_hat > 0, cell_hat, 1.0), 1.0)
+        return TwinView(
+            generated=r.generated,
+            age=t - r.generated,
+            lead=self.lead,
+            arrival_rate=lam,
+            arrival_rate_max=lam_max,
+            expected_arrivals=lam * self.epoch,
+            vehicle_position=pos,
+            vehicle_server=server,
+            vehicle_gain=gain,
+            server_backlog_reported=backlog0,
+            server_work_rate=omega,
+            server_backlog=np.maximum(backlog0 + (omega / cores - 1.0) * ahead, 0.0),
+            server_backlog_max=np.maximum(backlog0 + (omega * scale / cores - 1.0) * ahead, 0.0),
+            interference=r.interference,
+            server_position=w.server_position,
+            channel=ch,
+        )
+
+    # ------------------------------------------------------------------ results
+    def aoi(self, until: float | None = None) -> tuple[float, float]:
+        """Time-average and maximum AoI over [0, ``until``] (default: the horizon)."""
+        h = self.horizon if until is None else until
+        area = 0.0
+        peak = 0.0
+        t_prev, g = 0.0, 0.0
+        for t, gen in self._received[1:]:
+            if t > h:
+                break
+            area += 0.5 * ((t - g) ** 2 - (t_prev - g) ** 2)
+            peak = max(peak, t - g)
+            t_prev, g = t, gen
+        area += 0.5 * ((h - g) ** 2 - (t_prev - g) ** 2)
+        peak = max(peak, h - g)
+        return area / h, peak
+
+    def metrics(self) -> dict[str, float]:
+        """Scalar twin metrics for the run summary."""
+        mean, peak = self.aoi()
+        sync = self.series()["twin_sync"]
+        got = ~sync["lost"]
+        peaks = self.peak_ages()
+        n = max(self._err_n, 1)
+        return {
+            "twin_aoi_mean": mean,
+            "twin_aoi_max": peak,
+            "twin_aoi_peak_mean": float(peaks.mean()) if peaks.size else math.nan,
+            "twin_syncs": int(sync["generated"].shape[0]),
+            "twin_syncs_lost": int((~got).sum()),
+            "twin_sync_bits": self.sync_bits,
+            "twin_sync_energy": self.sync_energy,
+            "twin_compute_cycles": self.compute_cycles,
+            "twin_compute_energy": self.compute_energy,
+            "twin_rate_mae": self._err_abs / n if self._err_n else math.nan,
+            "twin_rate_rmse": math.sqrt(self._err_sq / n) if self._err_n else math.nan,
+            "twin_eps_exceeded": self._eps_exceeded / n if self._err_n else math.nan,
+        }
+
+    def peak_ages(self) -> np.ndarray:
+        """The AoI just before each reception up to the horizon (the sawtooth's peaks)."""
+        rec = self._received
+        return np.array(
+            [rec[i][0] - rec[i - 1][1] for i in range(1, len(rec)) if rec[i][0] <= self.horizon]
+        )
+
+    def series(self) -> dict[str, dict[str, np.ndarray]]:
+        """Time series: one row per sync (``twin_sync``) and estimated vs true rates at each
+        reception (``twin_rate``; vehicle -1 is the mean over all vehicles)."""
+        s = self._sync
+        generated = np.asarray(s["generated"], dtype=np.float64)
+        received = np.asarray(s["received"], dtype=np.float64)
+        lost = np.asarray(s["lost"], dtype=bool)
+        # the age just before and just after each reception
+        peak = np.full(generated.shape[0], np.nan)
+        prev = 0.0
+        for i in range(generated.shape[0]):
+            if not lost[i]:
+                peak[i] = received[i] - prev
+                prev = generated[i]
+        r = self._rate_rows
+        return {
+            "twin_sync": {
+                "generated": generated,
+                "lost": lost,
+                "received": received,
+                "processed": np.asarray(s["processed"], dtype=np.float64),
+                "aoi_peak": peak,
+                "aoi_after": received - generated,
+            },
+            "twin_rate": {
+                "t": np.asarray(r["t"], dtype=np.float64),
+                "vehicle": np.asarray(r["vehicle"], dtype=np.int64),
+                "estimate": np.asarray(r["estimate"], dtype=np.float64),
+                "upper": np.asarray(r["estimate"], dtype=np.float64) + self.eps,
+                "true": np.asarray(r["true"], dtype=np.float64),
+            },
+        }
