@@ -6,6 +6,13 @@ engine's task table), every task is its own SimPy process that queues for SimPy 
 its vehicle's CPU, or its vehicle's transmitter and then its server's CPU cores. Channel
 gains, rates, service times and energies are recomputed here with scalar formulas. The fast
 engine must reproduce the times computed here (see tests/test_engine_reference.py).
+
+With the digital twin on, its queue jobs are simulated too: at every sync each vehicle's
+sync message (``twin.sync_bits`` at P_max with its equal cell share) requests its transmitter,
+and each received report's update (``twin.compute_cycles`` per vehicle of the cell) requests
+its server's CPU at the time the fast engine queued it (the ``processed`` column of the
+twin's ``twin_sync`` series, which says which reports were lost). Twin jobs queue in arrival
+order in FIFO queues and ahead of every task in priority queues.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import math
 
 import simpy
 
+from sim.errors import SimError
 from sim.seeds import SeedTree
 from sim.world import World
 
@@ -25,7 +33,8 @@ def _gain(vx, vy, sx, sy, ch) -> float:
 
 
 def _channel_snapshot(world: World, sc):
-    """Per (vehicle, server) gain and per server interference, in plain Python."""
+    """Per (vehicle, server) gain, per server interference and each vehicle's nearest
+    server, in plain Python."""
     ch = sc.channel
     pos = world.positions
     srv = world.server_position
@@ -51,12 +60,15 @@ def _channel_snapshot(world: World, sc):
                 if nearest[i] != j:
                     total += sc.vehicles.power_max * gain[i][j]
             interference[j] = ch.interference.activity * total
-    return gain, interference
+    return gain, interference, nearest
 
 
-def simulate_reference(scenario, table, seeds: SeedTree | None = None) -> dict[int, dict]:
+def simulate_reference(
+    scenario, table, seeds: SeedTree | None = None, twin_sync: dict | None = None
+) -> dict[int, dict]:
     """Recompute each task of ``table`` (a DataFrame of the fast engine's task table).
 
+    ``twin_sync`` is the fast engine's ``series["twin_sync"]``, needed when the twin is on.
     Returns ``{task_id: {rate, tx_start, tx_time, compute_start, completion, status,
     drop_time, energy}}`` where status is "completed" or "dropped"; a dropped task has no
     start at the queue that dropped it, and ``drop_time`` says when it was dropped.
@@ -73,6 +85,18 @@ def simulate_reference(scenario, table, seeds: SeedTree | None = None) -> dict[i
     edge_cpu = [simpy.PriorityResource(env, capacity=int(c)) for c in world.server_cores]
     out: dict[int, dict] = {}
     rows = table.sort_values("arrival", kind="stable").to_dict("records")
+    twin = sc.twin
+    if twin.enabled and twin_sync is None:
+        raise SimError("the twin is on: pass the fast engine's series['twin_sync']")
+    per_sync = sc.epochs_per_sync
+    cells_of_sync: list[list[int]] = []
+
+    def twin_job(resource, at, duration, discipline):
+        yield env.timeout(at - env.now)
+        prio = 0.0 if discipline == "fifo" else -math.inf
+        with resource.request(priority=prio) as req:
+            yield req
+            yield env.timeout(duration)
 
     def priority(row, discipline) -> float:
         return 0.0 if discipline == "fifo" else -row["priority"]
@@ -125,7 +149,22 @@ def simulate_reference(scenario, table, seeds: SeedTree | None = None) -> dict[i
         if k and k % per_step == 0:
             world.advance(per_step * epoch)
         if k % per_step == 0:
-            gain, interf = _channel_snapshot(world, sc)
+            gain, interf, nearest = _channel_snapshot(world, sc)
+        if twin.enabled and k and k % per_sync == 0:
+            n_sync = len(cells_of_sync)
+            if float(twin_sync["generated"][n_sync]) != t0:
+                raise SimError(f"sync {n_sync} was not taken at the epoch start {t0}")
+            cells = [0] * world.n_servers
+            for j in nearest:
+                cells[j] += 1
+            cells_of_sync.append(cells)
+            for v in range(world.n_vehicles) if twin.sync_bits > 0 else ():
+                j = nearest[v]
+                bw = float(world.server_bandwidth[j]) / cells[j]
+                noise = ch.noise * bw if ch.noise_kind == "density" else ch.noise
+                snr = float(world.vehicle_power_max[v]) * gain[v][j] / (interf[j] + noise)
+                duration = twin.sync_bits / (bw * math.log2(1.0 + snr))
+                env.process(twin_job(uplink[v], t0, duration, veh.uplink_queue))
         while pos < len(rows) and rows[pos]["arrival"] < t1:
             row = rows[pos]
             pos += 1
@@ -151,5 +190,14 @@ def simulate_reference(scenario, table, seeds: SeedTree | None = None) -> dict[i
                 result["rate"], result["tx_time"] = rate, tx_time
             out[int(row["task_id"])] = result
             env.process(task(row, rate, tx_time, result))
+    if twin.enabled:
+        for n_sync, cells in enumerate(cells_of_sync):
+            at = float(twin_sync["processed"][n_sync])
+            if math.isnan(at) or twin.compute_cycles <= 0:
+                continue  # lost, or received after the last epoch
+            for j, count in enumerate(cells):
+                if count:
+                    duration = twin.compute_cycles * count / float(world.server_cpu[j])
+                    env.process(twin_job(edge_cpu[j], at, duration, srv_cfg.queue))
     env.run()
     return out
