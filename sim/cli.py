@@ -81,7 +81,7 @@ def _summary_lines(out_dir: Path | None, summary: dict[str, Any]) -> list[str]:
 
 
 _LISTED_FAILURES = 10
-_SWEEP_ONLY = ("workers", "executor", "address", "retry_failed", "replications")
+_SWEEP_ONLY = ("workers", "executor", "address", "retry_failed", "replications", "no_report")
 
 
 @command(
@@ -133,6 +133,11 @@ _SWEEP_ONLY = ("workers", "executor", "address", "retry_failed", "replications")
         type=int,
         metavar="N",
         help="sweeps: replications per point, replacing the sweep's",
+    ),
+    arg(
+        "--no-report",
+        action="store_true",
+        help="sweeps: skip the tables, figures and report at the end ('plot DIR' makes them)",
     ),
 )
 def run(args: argparse.Namespace) -> int:
@@ -198,9 +203,10 @@ def _run_sweep(path: Path, overrides: dict[str, Any], args: argparse.Namespace) 
             f"before), {len(report.failed)} failed, in {report.elapsed:.1f} s",
             file=sys.stderr,
         )
-    outputs = build_report(out, quiet=quiet)
-    if outputs is None and not quiet:
-        print("report: skipped (sim.report is not available)", file=sys.stderr)
+    if not args.no_report:
+        outputs = build_report(out, quiet=quiet)
+        if outputs is None and not quiet:
+            print("report: skipped (sim.report is not available)", file=sys.stderr)
     if report.failed:
         print(f"error: {len(report.failed)} of {report.total} runs failed:", file=sys.stderr)
         for spec, error in report.failed[:_LISTED_FAILURES]:

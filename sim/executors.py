@@ -65,6 +65,8 @@ class Executor(abc.ABC):
     """Whether workers may run on other machines (then they send files back instead of
     writing into the results folder)."""
     workers: int = 1
+    forks_driver: ClassVar[bool] = False
+    """Whether workers are forked from this process (and so inherit what it has loaded)."""
 
     @abc.abstractmethod
     def map_unordered(
@@ -169,6 +171,7 @@ class ProcessExecutor(Executor):
         if method not in methods:
             raise SimError(f"start method {method!r} is not available; known: {methods}")
         self.context = multiprocessing.get_context(method)
+        self.forks_driver = method == "fork"  # type: ignore[misc]
         self.max_attempts = max(1, max_attempts)
         self._pool: cf.ProcessPoolExecutor | None = None
 

@@ -771,6 +771,8 @@ def run_sweep(
         executor = ProcessExecutor()
     git = git_state()
     tasks = [store.task(spec, git, remote=executor.remote) for spec in todo]
+    if executor.forks_driver:
+        warm_up(todo)
     bar = _progress(sweep, result.skipped, quiet)
     previous = _sigterm_as_interrupt()
     try:
@@ -816,6 +818,30 @@ def run_sweep(
     store.save(force=True)
     result.elapsed = time.perf_counter() - started
     return result
+
+
+def warm_up(specs: Sequence[RunSpec]) -> None:
+    """Load (or compile) the engine's and each policy's compiled kernels in this process
+    with a run of a few epochs per policy, so that workers forked afterwards start warm
+    instead of each loading them (or compiling them at once, on a cold cache). Errors are
+    left for the real runs to report."""
+    from sim.runner import run_scenario
+
+    seen: set[str] = set()
+    for spec in specs:
+        scenario = spec.scenario
+        if scenario is None or scenario.policy.id in seen:
+            continue
+        seen.add(scenario.policy.id)
+        engine = scenario.engine
+        short = engine.epoch * max(2, scenario.epochs_per_mobility_step + 1)
+        tiny = scenario.model_copy(
+            update={"engine": engine.model_copy(update={"horizon": short, "warmup": 0.0})}
+        )
+        try:
+            run_scenario(tiny, write=False)
+        except Exception:
+            continue
 
 
 def _sigterm_as_interrupt() -> Any:
