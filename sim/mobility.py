@@ -17,7 +17,10 @@ the draws to the vehicles in another order.
 
 ``positions`` and ``velocities`` are read-only arrays replaced by every :meth:`advance`:
 holding on to one keeps a snapshot, and no caller can change the model's state by writing
-into them.
+into them. ``present`` says which of the ``n`` vehicles are on the road; it is all True for
+the models here, whose vehicles never leave, and is replaced (never written into) when it
+changes, so a caller can tell a change by identity. The models driven by Eclipse SUMO
+(``sumo-trace``, ``sumo``), whose vehicles come and go, live in :mod:`sim.sumo`.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class MobilityModel(abc.ABC):
     Attributes:
         positions: ``(n, 2)`` float64 current positions [m], inside the area.
         velocities: ``(n, 2)`` float64 current velocity vectors [m/s].
+        present: ``(n,)`` bool, which vehicles are on the road (absent ones generate no
+            tasks); a new array whenever it changes.
         time: time advanced since construction [s].
     """
 
@@ -64,12 +69,14 @@ class MobilityModel(abc.ABC):
 
     positions: np.ndarray
     velocities: np.ndarray
+    present: np.ndarray
 
     def __init__(self, cfg: Mobility, n: int, rng: np.random.Generator) -> None:
         if n < 0:
             raise ValueError(f"the number of vehicles must be >= 0, got {n}")
         self.cfg = cfg
         self.n = int(n)
+        self.present = _frozen(np.ones(self.n, dtype=bool))
         self.rng = rng
         self.width = float(cfg.area.width)
         self.height = float(cfg.area.height)
@@ -88,6 +95,10 @@ class MobilityModel(abc.ABC):
     @abc.abstractmethod
     def _advance(self, dt: float) -> None:
         """Move the state by ``dt`` and publish new ``positions`` and ``velocities``."""
+
+    def close(self) -> None:
+        """Release what the model holds outside Python (nothing here; SUMO for ``sumo``)."""
+        return
 
     def _publish(self, x: np.ndarray, y: np.ndarray, velocities: np.ndarray | None = None) -> None:
         """Publish positions from coordinate arrays ``x`` and ``y``, which are clamped into
@@ -537,3 +548,7 @@ class Manhattan(MobilityModel):
             velocities = None
         rem = self._rem
         self._publish(self._jx - self._ux * rem, self._jy - self._uy * rem, velocities)
+
+
+# The SUMO-driven models register themselves on import (sim.sumo imports this module).
+from sim import sumo as _sumo  # noqa: E402, F401

@@ -108,7 +108,9 @@ def test_range_error_of_a_quantity_shows_si_value_and_unit(write) -> None:
 def test_literal_error_lists_the_choices(write) -> None:
     err = error_of(write("mobility:\n  model: teleport\n"))
     assert err.key == "mobility.model"
-    assert err.allowed == "'static', 'random_waypoint', 'highway', 'manhattan'"
+    assert err.allowed == (
+        "'static', 'random_waypoint', 'highway', 'manhattan', 'sumo-trace', 'sumo'"
+    )
     assert "allowed: 'static'" in str(err)
 
 
