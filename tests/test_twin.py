@@ -436,3 +436,32 @@ def test_rate_profile_and_twin_settings_are_checked():
         )
     with pytest.raises(ValidationError, match="less than 1"):
         Scenario.model_validate({"twin": {"loss_probability": 1.0}})
+
+
+# --------------------------------------------------------------------------- figures
+def test_twin_figures_from_a_results_folder(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    from sim.errors import SimError
+    from sim.twin_plots import aoi_curve, plot_twin
+
+    sc = scenario(
+        engine={"horizon": "2 s"},
+        tasks={"rate_profile": {"kind": "sinusoid", "amplitude": 0.5, "period": 1.0}},
+        twin={"enabled": True, "loss_probability": 0.3, "sync_period": "50 ms"},
+    )
+    _, result = run_table(sc)
+    t, age = aoi_curve(result.series["twin_sync"], sc.engine.horizon)
+    area = float(np.sum((age[1:] + age[:-1]) * 0.5 * np.diff(t)))
+    assert area / sc.engine.horizon == pytest.approx(result.extra()["twin_aoi_mean"], rel=1e-12)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(sc.model_dump(mode="json")))
+    with pytest.raises(SimError, match=r"twin_sync\.parquet is missing"):
+        plot_twin(tmp_path)
+    for name, cols in result.series.items():
+        pq.write_table(pa.table(cols), tmp_path / f"{name}.parquet")
+    paths = plot_twin(tmp_path)
+    names = sorted(p.name for p in paths)
+    assert names == ["twin_aoi.png", "twin_aoi.svg", "twin_rate.png", "twin_rate.svg"]
+    assert all(p.stat().st_size > 1000 for p in paths)
