@@ -71,13 +71,19 @@ def _class_name(name: str) -> list[str]:
 
 
 @lru_cache(maxsize=32)
-def _device(name: str) -> BackendV2:
+def _instance(cls_name: str) -> BackendV2:
     from qiskit_ibm_runtime import fake_provider
 
-    for cls_name in _class_name(name):
-        cls = getattr(fake_provider, cls_name, None)
-        if cls is not None:
-            return cls()
+    return getattr(fake_provider, cls_name)()
+
+
+def device(name: str) -> BackendV2:
+    """The calibrated fake backend called ``name`` (built once, then shared)."""
+    from qiskit_ibm_runtime import fake_provider
+
+    for cls_name in _class_name(name.strip().replace("-", "_")):
+        if getattr(fake_provider, cls_name, None) is not None:
+            return _instance(cls_name)
     known = sorted(
         n[4:].lower().removesuffix("v2")
         for n in dir(fake_provider)
@@ -89,11 +95,6 @@ def _device(name: str) -> BackendV2:
         f"device {name!r}: no such fake backend in qiskit_ibm_runtime.fake_provider; "
         f"shipped: {', '.join(SHIPPED_DEVICES)}; all: {', '.join('fake_' + k for k in known)}"
     )
-
-
-def device(name: str) -> BackendV2:
-    """The calibrated fake backend called ``name`` (built once, then shared)."""
-    return _device(name.strip().lower().replace("-", "_"))
 
 
 def device_name(name: str) -> str:
