@@ -66,6 +66,8 @@ def _class_name(name: str) -> list[str]:
             stem = stem[len(prefix) :]
             break
     stem = stem.replace("_", "")
+    if stem.lower().endswith("v2"):
+        stem = stem[:-2]
     base = "Fake" + stem[:1].upper() + stem[1:].lower()
     return [base, base + "V2"]
 
