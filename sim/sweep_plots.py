@@ -252,32 +252,41 @@ def _line_style(policies: Sequence[str], policy: str) -> dict[str, Any]:
     return {"marker": _MARKERS[i % len(_MARKERS)], "ls": _LINESTYLES[i % len(_LINESTYLES)]}
 
 
-def _grid(fig: Figure, n: int, ncols: int | None = None, **kw: Any) -> list[Axes]:
-    ncols = ncols or min(n, _MAX_COLUMNS)
-    nrows = math.ceil(n / ncols)
-    axs = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    flat = list(axs.ravel())
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return flat[:n]
+_AXES_HEIGHT = 2.7  # inches per panel
+_AXES_WIDTH = 3.6
+_TITLE_LINE = 0.22  # inches per line of a panel title
 
 
-def _panel_size(n: int, ncols: int | None = None) -> tuple[float, float, int, int]:
+def _panels(n: int, ncols: int | None = None, title_lines: int = 0) -> tuple[Figure, list[Axes]]:
+    """A figure of ``n`` panels in rows of ``ncols`` (default: up to four), sized so that
+    panel titles of ``title_lines`` lines, axis labels and the figure title never overlap."""
     ncols = ncols or min(max(n, 1), _MAX_COLUMNS)
     nrows = max(1, math.ceil(n / ncols))
-    return max(7.0, 3.9 * ncols + 1.2), 3.3 * nrows + 1.3, nrows, ncols
-
-
-def _adjust(fig: Figure, nrows: int, height: float, title: bool = True) -> None:
-    top_space = 0.65 if title else 0.3
-    fig.subplots_adjust(
-        left=0.09,
-        right=0.98,
-        bottom=0.6 / height,
-        top=1.0 - top_space / height,
-        wspace=0.28,
-        hspace=0.9 / max(1.0, (height - 2.0) / max(nrows, 1)),
+    gap_h = 0.6 + _TITLE_LINE * title_lines  # x label, tick labels and the next title
+    gap_w = 0.95  # y tick labels and y label of the next panel
+    top, bottom, left, right = 0.55 + _TITLE_LINE * title_lines, 0.6, 0.85, 0.2
+    width = max(7.0, left + right + ncols * _AXES_WIDTH + (ncols - 1) * gap_w)
+    axes_w = (width - left - right - (ncols - 1) * gap_w) / ncols
+    height = top + bottom + nrows * _AXES_HEIGHT + (nrows - 1) * gap_h
+    fig = plots._new_figure(
+        width,
+        height,
+        left=left / width,
+        right=1.0 - right / width,
+        bottom=bottom / height,
+        top=1.0 - top / height,
+        wspace=gap_w / axes_w,
+        hspace=gap_h / _AXES_HEIGHT,
     )
+    axs = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axs[n:]:
+        ax.set_visible(False)
+    return fig, axs[:n]
+
+
+def _suptitle(fig: Figure, text: str, fontsize: float = 12) -> None:
+    """The figure title, a fixed distance below the top edge whatever the height."""
+    fig.suptitle(text, fontsize=fontsize, y=1.0 - 0.1 / fig.get_figheight(), va="top")
 
 
 def _plain_log_axis(ax: Axes, which: str = "x") -> None:
@@ -418,10 +427,8 @@ def _metric_figure(
     facets = _facet_values(shape) if shape.x is not None else [()]
     panels = [(f, m) for f in facets for m in present]
     ncols = len(present) if len(present) > 1 else None
-    width, height, nrows, _ = _panel_size(len(panels), ncols)
-    fig = plots._new_figure(width, height)
-    _adjust(fig, nrows, height)
-    axs = _grid(fig, len(panels), ncols)
+    title_lines = (len(present) > 1) + bool(facets[0])
+    fig, axs = _panels(len(panels), ncols, title_lines)
     colours = _colours(shape.policies)
     missing_ci = False
     for ax, (facet, metric) in zip(axs, panels, strict=True):
@@ -462,7 +469,7 @@ def _metric_figure(
             ax.set_title("\n".join(parts), fontsize=10)
     _dedupe_legend(axs[0], loc="best", fontsize=9)
     note = " (no band where a point has a single replication)" if missing_ci else ""
-    fig.suptitle(f"{title}: mean and 95 % CI over replications{note}", fontsize=12)
+    _suptitle(fig, f"{title}: mean and 95 % CI over replications{note}", fontsize=12)
     return fig
 
 
@@ -513,10 +520,7 @@ def _cdf_figure(runs: pd.DataFrame, shape: SweepShape, runs_dir: Path) -> Figure
     picked = [shape.settings[i] for i in _pick(len(shape.settings))]
     if not picked:
         return None
-    width, height, nrows, _ = _panel_size(len(picked))
-    fig = plots._new_figure(width, height)
-    _adjust(fig, nrows, height)
-    axs = _grid(fig, len(picked))
+    fig, axs = _panels(len(picked), title_lines=int(bool(shape.axes)))
     colours = _colours(shape.policies)
     any_line = False
     for ax, setting in zip(axs, picked, strict=True):
@@ -556,7 +560,7 @@ def _cdf_figure(runs: pd.DataFrame, shape: SweepShape, runs_dir: Path) -> Figure
         return None
     more = len(shape.settings) - len(picked)
     extra = f"; {len(picked)} of {len(shape.settings)} settings shown" if more else ""
-    fig.suptitle(f"Latency CDF per policy, tasks of all replications pooled{extra}", fontsize=12)
+    _suptitle(fig, f"Latency CDF per policy, tasks of all replications pooled{extra}", fontsize=12)
     return fig
 
 
@@ -613,10 +617,7 @@ def _breakdown_figure(runs: pd.DataFrame, shape: SweepShape) -> Figure | None:
     parts = breakdown(runs)
     top = float(np.nanmax(np.r_[parts.to_numpy().sum(axis=1), runs.get("latency_mean", [0])]))
     scale, unit = plots._time_unit(top if np.isfinite(top) else 0.0)
-    width, height, nrows, _ = _panel_size(len(picked))
-    fig = plots._new_figure(width, height)
-    _adjust(fig, nrows, height)
-    axs = _grid(fig, len(picked))
+    fig, axs = _panels(len(picked), title_lines=int(bool(shape.axes)))
     qpu_colours = iter(["#762a83", "#af8dc3", "#5aae61", "#1b7837"])
     colours = {c: _COMPONENT_COLOURS.get(c) or next(qpu_colours, "0.5") for c in parts.columns}
     for ax, setting in zip(axs, picked, strict=True):
@@ -644,7 +645,8 @@ def _breakdown_figure(runs: pd.DataFrame, shape: SweepShape) -> Figure | None:
     _dedupe_legend(axs[0], loc="best", fontsize=8)
     more = len(shape.settings) - len(picked)
     extra = f"; {len(picked)} of {len(shape.settings)} settings shown" if more else ""
-    fig.suptitle(
+    _suptitle(
+        fig,
         "Latency components per task, mean over replications (uplink terms × offloaded "
         f"fraction){extra}",
         fontsize=11,

@@ -502,3 +502,77 @@ def test_single_run_report(tmp_path):
     assert "(figures/latency_breakdown.png)" in md
     page = written["report.html"].read_text()
     assert page.count("data:image/png;base64,") == md.count("](figures/")
+
+
+# ---------------------------------------------------------------------------- plot helpers
+def test_axis_units_take_readable_prefixes():
+    from sim.sweep_plots import axis_unit, number_text
+
+    assert axis_unit("Hz", [2e6, 2e7]) == (1e-6, "MHz")
+    assert axis_unit("Hz", [5e9]) == (1e-9, "GHz")
+    assert axis_unit("s", [0.01, 0.05]) == (1e3, "ms")
+    assert axis_unit("bit", [1e5, 4e5]) == (1e-3, "kbit")
+    assert axis_unit("W", [0.1, 0.5]) == (1e3, "mW")
+    assert axis_unit("W", [0.5, 1.0]) == (1.0, "W")
+    assert axis_unit("", [3, 48]) == (1.0, "")
+    assert axis_unit("dBm", [-70]) == (1.0, "dBm")
+    assert axis_unit("m/s", [10.0]) == (1.0, "m/s")
+    assert [number_text(v) for v in (0.0123, 45.64, 1187.2, 2.5e-5, -19.94)] == [
+        "0.0123", "45.6", "1190", "2.5e-05", "-19.9",
+    ]  # fmt: skip
+
+
+def test_x_axis_and_facets_of_several_swept_axes():
+    """x is the first numeric axis with two or more values; the other axes, except those
+    zipped with x, are facets."""
+    from sim.sweep_plots import sweep_shape
+
+    rows = []
+    point = 0
+    for cpu in (5e9, 10e9):
+        for bw, size in ((2e6, 1e5), (5e6, 2e5), (10e6, 4e5)):
+            for policy in ("greedy", "local"):
+                rows.append(
+                    {"point": point, "policy": policy, "servers.cpu": cpu, "label": "a",
+                     "servers.bandwidth": bw, "tasks.size": size, "replication": 0}
+                )  # fmt: skip
+                point += 1
+    runs = pd.DataFrame(rows)
+    manifest = {
+        "axes": [
+            {"path": "label", "kind": "grid", "group": 0, "unit": ""},
+            {"path": "servers.bandwidth", "kind": "zip", "group": 1, "unit": "Hz"},
+            {"path": "tasks.size", "kind": "zip", "group": 1, "unit": "bit"},
+            {"path": "servers.cpu", "kind": "grid", "group": 2, "unit": "Hz"},
+            {"path": "policy", "kind": "grid", "group": 3, "values": ["local", "greedy"]},
+        ]
+    }
+    cols = ["label", "servers.bandwidth", "tasks.size", "servers.cpu"]
+    shape = sweep_shape(manifest, runs, cols)
+    assert shape.x is not None and shape.x.path == "servers.bandwidth"
+    assert shape.x.label_unit == "MHz" and shape.x.title() == "servers.bandwidth [MHz]"
+    assert [a.path for a in shape.facet_axes] == ["servers.cpu"]  # tasks.size is zipped
+    assert shape.policies == ["local", "greedy"]  # the manifest's order
+    assert len(shape.settings) == 6 and shape.settings[0] == ("a", 2e6, 1e5, 5e9)
+    assert shape.setting_label(shape.settings[-1]) == (
+        "label = a, servers.bandwidth = 10 MHz, tasks.size = 400 kbit, servers.cpu = 10 GHz"
+    )
+
+
+def test_pooled_histogram_equals_the_histogram_of_all_tasks(tmp_path):
+    from sim.sweep_plots import pooled_histogram
+
+    rng = np.random.default_rng(3)
+    parts = [rng.lognormal(-4.0, 0.5, 300), rng.lognormal(-3.0, 0.2, 500)]
+    paths = []
+    for i, lat in enumerate(parts):
+        edges, counts = histogram(lat)
+        paths.append(tmp_path / f"{i}.npz")
+        np.savez(paths[-1], edges=edges, counts=counts)
+    edges, counts = pooled_histogram([*paths, tmp_path / "missing.npz"])
+    all_edges, all_counts = histogram(np.concatenate(parts))
+    keep = all_counts > 0
+    assert counts.sum() == 800 and edges[0] == all_edges[0]
+    # the pooled CDF steps at the same upper edges with the same cumulative counts
+    np.testing.assert_array_equal(edges[1:][counts > 0], all_edges[1:][keep])
+    np.testing.assert_array_equal(counts[counts > 0], all_counts[keep])
