@@ -95,6 +95,8 @@ TIME_TOLERANCE = 1e-6
 """Simulated and SUMO times closer than this [s] are the same instant (a sum of mobility
 steps is not exactly a frame's time in floating point)."""
 
+_CHUNK = 1 << 20  # bytes read at a time from an FCD file
+
 TRACE_MARGIN = 50.0
 """How far below 0 a trace's positions may reach [m] when its area comes from them."""
 
@@ -201,53 +203,149 @@ class Frame:
         )
 
 
+class _FcdParser:
+    """Expat handlers that collect an FCD file's timesteps as :class:`Frame` s.
+
+    Attributes are kept as text and converted a whole timestep at a time, so a vehicle
+    record costs one handler call; the frames completed by each chunk of input wait in
+    ``done``.
+    """
+
+    def __init__(self, path: Any, parser: Any) -> None:
+        self.path = path
+        self.parser = parser
+        self.root: str | None = None
+        self.time: float | None = None
+        self.last = -math.inf
+        self.columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+        self.done: list[Frame] = []
+
+    def where(self) -> str:
+        return f"{self.path}: line {self.parser.CurrentLineNumber}"
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        if self.root is None:
+            self.root = tag
+            if tag != "fcd-export":
+                raise SumoFileError(
+                    f"{self.path}: not a SUMO FCD file: its root element is <{tag}>, "
+                    "expected <fcd-export>"
+                )
+        elif tag == "vehicle" and self.time is not None:
+            ids, xs, ys, speeds, angles, lines = self.columns
+            try:
+                ids.append(attrs["id"])
+                xs.append(attrs["x"])
+                ys.append(attrs["y"])
+            except KeyError as exc:
+                raise SumoFileError(
+                    f"{self.where()}: a <vehicle> of timestep time={self.time:g} has no "
+                    f"{exc.args[0]!r} attribute"
+                ) from None
+            speeds.append(attrs.get("speed", "nan"))
+            angles.append(attrs.get("angle", "nan"))
+            lines.append(self.parser.CurrentLineNumber)
+        elif tag == "timestep":
+            text = attrs.get("time")
+            try:
+                t = float(text)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise SumoFileError(
+                    f"{self.where()}: a <timestep> has time={text!r}, not a number"
+                ) from None
+            if not math.isfinite(t) or t <= self.last:
+                raise SumoFileError(
+                    f"{self.where()}: timestep time={text} does not come after the previous "
+                    f"one ({self.last:g})"
+                )
+            self.time = self.last = t
+            for column in self.columns:
+                column.clear()
+
+    def end(self, tag: str) -> None:
+        if tag == "timestep" and self.time is not None:
+            self.done.append(self._frame(self.time))
+            self.time = None
+
+    def _frame(self, t: float) -> Frame:
+        ids, xs, ys, speeds, angles, lines = self.columns
+        data = np.empty((len(ids), 4))
+        for j, (name, column) in enumerate(
+            (("x", xs), ("y", ys), ("speed", speeds), ("angle", angles))
+        ):
+            try:
+                data[:, j] = np.array(column, dtype=np.float64)
+            except ValueError:
+                data[:, j] = np.nan  # locate the culprit below
+                for k, text in enumerate(column):
+                    try:
+                        float(text)
+                    except ValueError:
+                        raise SumoFileError(
+                            f"{self.path}: line {lines[k]}: vehicle {ids[k]!r} has "
+                            f"{name}={text!r}, not a number"
+                        ) from None
+            bad = ~np.isfinite(data[:, j]) if j < 2 else np.isinf(data[:, j])
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise SumoFileError(
+                    f"{self.path}: line {lines[k]}: vehicle {ids[k]!r} has "
+                    f"{name}={column[k]!r}, not a finite number"
+                )
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            for k, vid in enumerate(ids):
+                if vid in seen:
+                    raise SumoFileError(
+                        f"{self.path}: line {lines[k]}: vehicle {vid!r} appears twice in "
+                        f"timestep time={t:g}"
+                    )
+                seen.add(vid)
+        return Frame(
+            t,
+            np.array(ids, dtype=object),
+            np.ascontiguousarray(data[:, :2]),
+            data[:, 2].copy(),
+            data[:, 3].copy(),
+        )
+
+
 def read_fcd(path: str | os.PathLike[str]) -> Iterator[Frame]:
     """The frames of a SUMO FCD file (``sumo --fcd-output``), in time order, as a stream.
 
     Each ``<timestep time=...>`` gives one :class:`Frame` of its ``<vehicle>`` elements,
     which need ``id``, ``x`` and ``y``; ``speed`` and ``angle`` are read when present.
     Persons and containers are ignored. The positions must be in the network frame (not
-    written with ``--fcd-output.geo``). Raises :class:`SumoFileError` for a file that is
-    missing, not well-formed, not an FCD file, with a vehicle lacking an attribute, a
-    vehicle twice in one timestep, or timesteps out of order.
+    written with ``--fcd-output.geo``). The file is read in chunks of 1 MiB (gzip files
+    decompressed on the fly), so memory holds one chunk and its timesteps. Raises
+    :class:`SumoFileError`, naming the file and line, for a file that is missing, not
+    well-formed, not an FCD file, with a vehicle lacking an attribute or with one that is
+    not a number, a vehicle twice in one timestep, or timesteps out of order.
     """
-    last = -math.inf
-    for step in _elements(path, ("fcd-export",), "FCD file", {"timestep"}):
-        t = _number(path, step, "time", "a <timestep>")
-        if t <= last:
-            raise SumoFileError(
-                f"{path}: timestep time={t:g} does not come after the previous one ({last:g})"
-            )
-        last = t
-        ids: list[str] = []
-        rows: list[tuple[float, ...]] = []
-        for k, v in enumerate(step):
-            if v.tag != "vehicle":
-                continue
-            vid = v.get("id")
-            if vid is None:
+    from xml.parsers import expat
+
+    with _open(path) as handle:
+        parser = expat.ParserCreate()
+        state = _FcdParser(path, parser)
+        parser.StartElementHandler = state.start
+        parser.EndElementHandler = state.end
+        while True:
+            try:
+                chunk = handle.read(_CHUNK)
+                parser.Parse(chunk, not chunk)
+            except expat.ExpatError as exc:
                 raise SumoFileError(
-                    f"{path}: vehicle #{k + 1} of timestep time={t:g} has no 'id' attribute"
-                )
-            where = f"vehicle {vid!r} of timestep time={t:g}"
-            rows.append(
-                (
-                    _number(path, v, "x", where),
-                    _number(path, v, "y", where),
-                    _number(path, v, "speed", where, math.nan),
-                    _number(path, v, "angle", where, math.nan),
-                )
-            )
-            ids.append(vid)
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            for vid in ids:
-                if vid in seen:
-                    raise SumoFileError(
-                        f"{path}: vehicle {vid!r} appears twice in timestep time={t:g}"
-                    )
-                seen.add(vid)
-        yield Frame.make(t, ids, rows)
+                    f"{path}: not well-formed XML ({expat.ErrorString(exc.code)}) at line "
+                    f"{exc.lineno}, column {exc.offset + 1}"
+                ) from None
+            except (EOFError, gzip.BadGzipFile, OSError) as exc:
+                raise SumoFileError(f"{path}: cannot be read ({exc})") from None
+            yield from state.done
+            state.done.clear()
+            if not chunk:
+                break
+        if state.root is None:
+            raise SumoFileError(f"{path}: empty file, expected a SUMO FCD file")
 
 
 @dataclass(frozen=True)

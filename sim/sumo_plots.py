@@ -68,7 +68,8 @@ def plot_network_snapshot(
             joined to its server by a thin line.
         kind: what ``values`` holds.
         title: figure title.
-        area: ``(width, height)`` drawn as a dotted frame when given.
+        area: ``(width, height)`` drawn as a dotted frame when given and there is no
+            network to draw.
 
     Returns:
         ``Path(path)``.
@@ -94,7 +95,7 @@ def plot_network_snapshot(
         if network is not None:
             lanes = [lane for edge in network.lanes for lane in edge]
             ax.add_collection(LineCollection(lanes, colors="0.72", linewidths=0.8, zorder=1))
-        if area is not None:
+        if area is not None and network is None:
             w, h = area
             ax.plot([0, w, w, 0, 0], [0, 0, h, h, 0], ls=":", color="0.5", lw=0.8, zorder=1)
         hollow = ~np.isfinite(values) if kind == "latency" else values == -2

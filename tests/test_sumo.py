@@ -92,8 +92,9 @@ def test_read_fcd_gives_the_frames_and_reads_gzip(tmp_path):
 def test_read_fcd_streams(tmp_path):
     """The first timesteps come out before the parser reaches a broken end of the file:
     the file is read as it is consumed, not loaded whole."""
-    good = [(float(t), {"a": (float(t), 1.0, 1.0, 90.0)}) for t in range(3000)]
-    text = fcd_text(good).replace("</fcd-export>\n", "<timestep time='x'><<<\n")
+    good = [(float(t), {"a": (float(t), 1.0, 1.0, 90.0)}) for t in range(30_000)]
+    text = fcd_text(good).replace("</fcd-export>\n", "<<<\n")
+    assert len(text) > 2 * 2**20  # more than the 1 MiB read at a time
     path = write(tmp_path / "long.xml", text)
     frames = read_fcd(path)
     assert next(frames).time == 0.0
@@ -338,6 +339,11 @@ def test_paths_are_relative_to_the_scenario_and_counts_come_from_the_files(tmp_p
         ({"mobility": {"model": "sumo-trace", "fcd": "bad.xml"}}, "mobility.fcd", "well-formed"),
         ({"mobility": {"model": "sumo-trace", "fcd": "nox.xml"}}, "mobility.fcd", "no 'x'"),
         ({"mobility": {"model": "sumo-trace", "fcd": "order.xml"}}, "mobility.fcd", "after"),
+        (
+            {"mobility": {"model": "sumo-trace", "fcd": "text.xml"}},
+            "mobility.fcd",
+            "line 12: vehicle 'a' has y='north', not a number",
+        ),
         ({"mobility": {"model": "sumo-trace", "fcd": "net.xml"}}, "mobility.fcd", "<net>"),
         ({"mobility": {"model": "sumo-trace"}}, "mobility.model", "needs 'fcd'"),
         (
@@ -398,6 +404,7 @@ def test_bad_sumo_input_is_one_located_error(tmp_path, data, key, message):
     write(tmp_path / "bad.xml", fcd_text()[:-30])
     write(tmp_path / "nox.xml", fcd_text().replace(' x="16.0"', "", 1))
     write(tmp_path / "order.xml", fcd_text().replace('time="2.00"', 'time="0.50"'))
+    write(tmp_path / "text.xml", fcd_text().replace('y="7.75"', 'y="north"'))
     write(tmp_path / "net.xml", "<net><edge id='e'/></net>\n")
     write(
         tmp_path / "lost.sumocfg",
