@@ -139,7 +139,7 @@ def _worker_init() -> None:
 
 def _terminate(pool: cf.ProcessPoolExecutor) -> None:
     """Stop a pool now: cancel what is queued and kill the workers under way."""
-    processes = list(getattr(pool, "_processes", {}).values())
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
@@ -154,8 +154,9 @@ class ProcessExecutor(Executor):
     Workers are forked where the platform allows it (so they start at once and inherit
     what the driver has loaded, registered policies included) and spawned elsewhere. They
     ignore Ctrl-C, which the driver handles, and on Linux die with the driver. If a worker
-    dies, the items under way are run again in a fresh pool, each at most
-    ``max_attempts`` times in all.
+    dies, the pool is replaced and the items that were under way are run again one at a
+    time, so that the item that kills its worker is found; it is given up (a
+    :class:`WorkerFailure`) after killing ``max_attempts`` workers on its own.
     """
 
     name = "process"
@@ -186,54 +187,66 @@ class ProcessExecutor(Executor):
     ) -> Iterator[tuple[int, Any]]:
         start = on_start or _noop
         pending: deque[int] = deque(range(len(items)))
-        attempts: Counter[int] = Counter()
+        suspects: set[int] = set()  # under way when a worker died: rerun one at a time
+        deaths: Counter[int] = Counter()  # deaths while running alone
         inflight: dict[cf.Future[Any], int] = {}
         pool = self._pool or self._new_pool()
         try:
             while pending or inflight:
                 while pending and len(inflight) < self.workers:
+                    if suspects and inflight:
+                        break
                     index = pending.popleft()
-                    attempts[index] += 1
                     inflight[pool.submit(fn, items[index])] = index
                     start(index)
+                    if suspects:
+                        break
                 done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
-                broken = False
+                alone = len(inflight) == 1
+                lost: list[int] = []
                 for future in done:
                     index = inflight.pop(future)
                     try:
                         result = future.result()
                     except BrokenProcessPool:
-                        broken = True
-                        pending.appendleft(index)
+                        lost.append(index)
                         continue
                     except Exception as exc:
                         result = _failure(exc)
+                    suspects.discard(index)
                     yield index, result
-                if not broken:
+                if not lost:
                     continue
-                # A worker died: every item under way is lost with the pool.
+                # A worker died and the pool with it: every item under way is lost.
                 for future, index in list(inflight.items()):
                     try:
                         result = future.result()
                     except BrokenProcessPool:
-                        pending.appendleft(index)
+                        lost.append(index)
                     except Exception as exc:
                         yield index, _failure(exc)
                     else:
+                        suspects.discard(index)
                         yield index, result
                 inflight.clear()
                 _terminate(pool)
-                for index in [i for i in pending if attempts[i] >= self.max_attempts]:
-                    pending.remove(index)
-                    yield (
-                        index,
-                        WorkerFailure(
-                            f"the worker process died {attempts[index]} times while running it"
-                        ),
-                    )
                 pool = self._new_pool()
+                if alone:  # the item that ran alone is the one that killed its worker
+                    (index,) = lost
+                    deaths[index] += 1
+                    if deaths[index] >= self.max_attempts:
+                        suspects.discard(index)
+                        yield (
+                            index,
+                            WorkerFailure(
+                                f"its worker process died {deaths[index]} times while running it"
+                            ),
+                        )
+                        continue
+                suspects.update(lost)
+                pending.extendleft(sorted(lost, reverse=True))
         finally:
-            if inflight:
+            if inflight and self._pool is pool:
                 _terminate(pool)
                 self._pool = None
 
@@ -254,15 +267,32 @@ def _import_ray() -> Any:
     return ray
 
 
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_only() -> None:
+    """Make a Ray cluster started from this process (and its children) bind to 127.0.0.1.
+
+    Ray replaces a loopback node address by the machine's reachable one unless clusters
+    are switched off with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``; a local cluster for one
+    sweep needs no network, so it is kept on loopback. An explicit setting is respected.
+    """
+    os.environ.setdefault(_RAY_CLUSTER_ENV, "0")
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and os.environ[_RAY_CLUSTER_ENV] == "0":
+        constants.ENABLE_RAY_CLUSTER = False
+
+
 class RayExecutor(Executor):
     """Ray core tasks, one per item, on the cluster at ``address``.
 
-    Without an address a local cluster is started for this process, bound to 127.0.0.1,
-    and stopped by :meth:`close`; with one (``auto``, ``host:port``, ``ray://...``) the
-    running cluster is joined. If Ray is already initialised in this process, that
-    connection is used and left open. A task whose worker dies is retried up to
-    ``max_retries`` times by Ray. Every node must have this package installed; workers send
-    the run's files back to the driver, so no shared file system is needed.
+    Without an address a local cluster is started for this process, bound to 127.0.0.1
+    (see :func:`loopback_only`), and stopped by :meth:`close`; with one (``auto``,
+    ``host:port``, ``ray://...``) the running cluster is joined. If Ray is already
+    initialised in this process, that connection is used and left open. A task whose
+    worker dies is retried up to ``max_retries`` times by Ray. Every node must have this
+    package installed; workers send the run's files back to the driver, so no shared file
+    system is needed.
     """
 
     name = "ray"
@@ -273,6 +303,9 @@ class RayExecutor(Executor):
     ) -> None:
         import logging
 
+        local = address in (None, "", "local")
+        if local:
+            loopback_only()
         ray = _import_ray()
         self._ray = ray
         self._owned = False
@@ -282,7 +315,7 @@ class RayExecutor(Executor):
                 "log_to_driver": False,
                 "logging_level": logging.WARNING,
             }
-            if address in (None, "", "local"):
+            if local:
                 options.update(address="local", _node_ip_address="127.0.0.1")
                 if workers:
                     options["num_cpus"] = workers

@@ -299,10 +299,18 @@ class RunStore:
         self._manifest_dirty = True
 
     def release_running(self) -> None:
-        """Runs under way go back to ``planned`` (the sweep stopped before they ended)."""
+        """After a stop: runs under way go back to ``planned``, unless their folder was
+        placed before the stop (then the folder says how they ended)."""
         for run_id, state in self.state.items():
-            if state == "running":
-                self.state[run_id] = "planned"
+            if state not in ("running", "planned"):
+                continue
+            folder = self.runs_dir / run_id
+            new, error = run_state(folder) if folder.exists() else ("planned", None)
+            if new == "finished":
+                self.summaries[run_id] = self._load_summary(run_id)
+                self._table_dirty = True
+            if new != state:
+                self.state[run_id], self.errors[run_id] = new, error
                 self._manifest_dirty = True
 
     def commit(self, spec: Any, outcome: RunOutcome) -> None:

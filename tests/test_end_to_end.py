@@ -12,8 +12,10 @@ import pytest
 import yaml
 from conftest import REPO
 
+from sim.executors import InProcessExecutor
 from sim.runner import run_scenario
 from sim.scenario import load_scenario
+from sim.sweep import has_sweep, load_sweep, run_sweep
 
 SCENARIOS = sorted(p for p in (REPO / "scenarios").rglob("*.yaml"))
 
@@ -86,9 +88,19 @@ def test_failure_during_a_run_is_one_line_and_keeps_the_folder(tmp_path):
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: str(p.relative_to(REPO)))
-def test_every_shipped_scenario_validates_and_runs(path):
+def test_every_shipped_scenario_validates_and_runs(path, tmp_path):
     sc = load_scenario(path)
     short = sc.engine.epoch * max(2, sc.epochs_per_mobility_step + 1)
-    sc = load_scenario(path, overrides={"engine.horizon": short, "engine.warmup": 0})
-    result = run_scenario(sc, write=False)
-    assert result.summary["n_tasks"] > 0
+    if not has_sweep(path):
+        sc = load_scenario(path, overrides={"engine.horizon": short, "engine.warmup": 0})
+        result = run_scenario(sc, write=False)
+        assert result.summary["n_tasks"] > 0
+        return
+    # a sweep: every point validated, each run once (one replication) for a second
+    horizon = max(short, 1.0)
+    sweep = load_sweep(path, {"engine.horizon": horizon, "engine.warmup": 0}, replications=1)
+    report = run_sweep(sweep, tmp_path / "out", executor=InProcessExecutor(), quiet=True)
+    assert report.ok and report.finished == sweep.n_points == len(sweep.runs)
+    runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    assert len(runs) == sweep.n_points and (runs.n_tasks > 0).all()
+    assert set(runs.policy) == {spec.policy for spec in sweep.runs}
