@@ -245,6 +245,124 @@ def serve_qpus(
     return decided
 
 
+@njit(cache=True)
+def _check_jobs(kind, site, arrival, key, deadline, shots, lo, hi, n_kinds, n_sites, t_min):
+    """0 if jobs ``lo:hi`` are valid, else the code of the first problem found."""
+    for i in range(lo, hi):
+        if kind[i] < 0 or kind[i] >= n_kinds:
+            return 1
+        if site[i] < 0 or site[i] >= n_sites:
+            return 2
+        if not np.isfinite(arrival[i]) or arrival[i] < t_min:
+            return 3
+        if np.isnan(deadline[i]) or np.isnan(key[i]):
+            return 4
+        if shots[i] < 0:
+            return 5
+    return 0
+
+
+@njit(cache=True)
+def _advance(
+    first_open,
+    n_jobs,
+    kind,
+    site,
+    arrival,
+    key,
+    deadline,
+    shots,
+    queued,
+    status,
+    start,
+    end,
+    qpu,
+    batch,
+    free,
+    n_qpus,
+    qpu_offset,
+    now,
+    busy,
+    busy_total,
+    overhead,
+    shot_time,
+    n_kinds,
+    fifo,
+    drop,
+    cap,
+    max_batch,
+    t_known,
+    horizon,
+):
+    """:func:`serve_qpus` on the pending jobs from ``first_open`` on; returns the ids
+    decided and the new ``first_open`` (every job before it is decided)."""
+    count = 0
+    for i in range(first_open, n_jobs):
+        if status[i] == 3:
+            count += 1
+    pending = np.empty(count, dtype=np.int64)
+    count = 0
+    for i in range(first_open, n_jobs):
+        if status[i] == 3:
+            pending[count] = i
+            count += 1
+    serve_qpus(
+        pending,
+        kind,
+        site,
+        arrival,
+        key,
+        deadline,
+        shots,
+        queued,
+        status,
+        start,
+        end,
+        qpu,
+        batch,
+        free,
+        n_qpus,
+        qpu_offset,
+        now,
+        busy,
+        busy_total,
+        overhead,
+        shot_time,
+        n_kinds,
+        fifo,
+        drop,
+        cap,
+        max_batch,
+        t_known,
+        horizon,
+    )
+    n_decided = 0
+    new_first = n_jobs
+    for j in range(count):
+        i = pending[j]
+        if status[i] != 3:
+            n_decided += 1
+        elif new_first == n_jobs:
+            new_first = i
+    decided = np.empty(n_decided, dtype=np.int64)
+    n_decided = 0
+    for j in range(count):
+        i = pending[j]
+        if status[i] != 3:
+            decided[n_decided] = i
+            n_decided += 1
+    return decided, new_first
+
+
+_JOB_ERRORS = {
+    1: "job kinds must be in 0..{kinds}",
+    2: "job sites must be in 0..{sites}",
+    3: "job arrivals must be finite and >= {t_min} (the time already served)",
+    4: "job deadlines and priorities must not be NaN",
+    5: "shots must be >= 0",
+}
+
+
 class QueueCore:
     """The queues and QPUs of all sites, with job storage; see :func:`serve_qpus`.
 
@@ -349,34 +467,38 @@ class QueueCore:
         ``t_known`` of the last :meth:`advance` (those jobs would already have been due)."""
         kind = np.asarray(kind, dtype=np.int64).ravel()
         m = kind.size
-        site = np.broadcast_to(np.asarray(site, dtype=np.int64), (m,))
-        arrival = np.broadcast_to(np.asarray(arrival, dtype=np.float64), (m,))
-        key = np.broadcast_to(np.asarray(key, dtype=np.float64), (m,))
-        deadline = np.broadcast_to(np.asarray(deadline, dtype=np.float64), (m,))
-        shots = np.broadcast_to(np.asarray(shots, dtype=np.int64), (m,))
-        if m:
-            if kind.min() < 0 or kind.max() >= self.n_kinds:
-                raise QPUError(f"job kinds must be in 0..{self.n_kinds - 1}")
-            if site.min() < 0 or site.max() >= self.n_qpus.size:
-                raise QPUError(f"job sites must be in 0..{self.n_qpus.size - 1}")
-            if not np.isfinite(arrival).all() or arrival.min() < max(self.t_known, 0.0):
-                raise QPUError(
-                    f"job arrivals must be finite and >= {max(self.t_known, 0.0)} "
-                    f"(the time already served), got min {arrival.min()}"
-                )
-            if np.isnan(deadline).any() or np.isnan(key).any():
-                raise QPUError("job deadlines and priorities must not be NaN")
-            if shots.min() < 0:
-                raise QPUError("shots must be >= 0")
         lo = self._n
         hi = lo + m
         self._grow(hi)
-        self._kind[lo:hi] = kind
-        self._site[lo:hi] = site
-        self._arrival[lo:hi] = arrival
-        self._key[lo:hi] = key
-        self._deadline[lo:hi] = deadline
-        self._shots[lo:hi] = shots
+        try:
+            self._kind[lo:hi] = kind
+            self._site[lo:hi] = site
+            self._arrival[lo:hi] = arrival
+            self._key[lo:hi] = key
+            self._deadline[lo:hi] = deadline
+            self._shots[lo:hi] = shots
+        except ValueError as exc:
+            raise QPUError(f"job columns do not match {m} jobs: {exc}") from exc
+        t_min = max(self.t_known, 0.0)
+        error = _check_jobs(
+            self._kind,
+            self._site,
+            self._arrival,
+            self._key,
+            self._deadline,
+            self._shots,
+            lo,
+            hi,
+            self.n_kinds,
+            self.n_qpus.size,
+            t_min,
+        )
+        if error:
+            raise QPUError(
+                _JOB_ERRORS[error].format(
+                    kinds=self.n_kinds - 1, sites=self.n_qpus.size - 1, t_min=t_min
+                )
+            )
         self._queued[lo:hi] = False
         self._status[lo:hi] = PENDING
         self._start[lo:hi] = np.nan
@@ -391,14 +513,9 @@ class QueueCore:
         if t_known < self.t_known:
             raise QPUError(f"time runs forward: t_known {t_known} < {self.t_known}")
         self.t_known = float(t_known)
-        lo = self._first_open
-        pending = lo + np.flatnonzero(self._status[lo : self._n] == PENDING)
-        if pending.size == 0:
-            self._first_open = self._n
-            return pending
-        before = self._status[pending].copy()
-        serve_qpus(
-            pending,
+        decided, self._first_open = _advance(
+            self._first_open,
+            self._n,
             self._kind,
             self._site,
             self._arrival,
@@ -427,9 +544,7 @@ class QueueCore:
             self.t_known,
             self.horizon,
         )
-        still = self._status[pending] == PENDING
-        self._first_open = int(pending[still][0]) if still.any() else self._n
-        return pending[(before == PENDING) & ~still]
+        return decided
 
     def drain(self) -> np.ndarray:
         """Serve every job submitted so far to the end."""
@@ -538,6 +653,10 @@ class QPUService:
                 self.site_of_server[s.server] = i
         self._backend_job: dict[int, str] = {}
         self.failures = 0
+        self._enabled = np.isin(np.arange(len(KINDS)), self.kind_codes(self.kinds))
+        self._priority = np.array([config.jobs[k].priority for k in KINDS])
+        self._shots = np.array([config.shots_of(k) for k in KINDS], dtype=np.int64)
+        self._deadline = config.deadline if config.deadline is not None else math.inf
 
     # ------------------------------------------------------------------ jobs
     def kind_codes(self, kind: str | Sequence[str] | np.ndarray) -> np.ndarray:
@@ -566,17 +685,17 @@ class QPUService:
         deadline (relative, from ``qpu.deadline``) and shots come from the config. Higher
         priority is served first under ``queue: priority``. Returns the job ids."""
         kind = np.asarray(kind, dtype=np.int64).ravel()
-        submit = np.broadcast_to(np.asarray(submit, dtype=np.float64), kind.shape)
-        cfg = self.config
+        if kind.size and (kind.min() < 0 or kind.max() >= len(KINDS)):
+            raise QPUError(f"job kind codes must be in 0..{len(KINDS) - 1}")
+        if not self._enabled[kind].all():
+            self.kind_codes([KINDS[k] for k in kind[~self._enabled[kind]]])  # names them
+        submit = np.asarray(submit, dtype=np.float64)
         if priority is None:
-            priority = np.array([cfg.jobs[KINDS[k]].priority for k in range(len(KINDS))])[kind]
+            priority = self._priority[kind]
         if shots is None:
-            shots = np.array([cfg.shots_of(k) for k in KINDS], dtype=np.int64)[kind]
+            shots = self._shots[kind]
         if deadline is None:
-            deadline = submit + (cfg.deadline if cfg.deadline is not None else math.inf)
-        enabled = np.isin(kind, self.kind_codes(self.kinds))
-        if not enabled.all():
-            self.kind_codes([KINDS[k] for k in kind[~enabled]])  # raises with the names
+            deadline = submit + self._deadline
         return self.core.submit(
             kind,
             site,
