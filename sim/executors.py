@@ -81,8 +81,12 @@ class Executor(abc.ABC):
         """
 
     def close(self) -> None:
-        """Release workers and connections (idempotent)."""
+        """Release workers and connections once the work is done (idempotent)."""
         return None
+
+    def abort(self) -> None:
+        """Stop now, abandoning the items under way (after Ctrl-C); idempotent."""
+        self.close()
 
     def describe(self) -> str:
         return f"{self.name} ({self.workers} worker{'s' if self.workers != 1 else ''})"
@@ -251,6 +255,11 @@ class ProcessExecutor(Executor):
                 self._pool = None
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def abort(self) -> None:
         if self._pool is not None:
             _terminate(self._pool)
             self._pool = None

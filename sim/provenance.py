@@ -190,28 +190,33 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, durable: bool = True) -> Path:
     """Write ``obj`` as JSON (sorted keys, indent 2) to ``path`` atomically.
 
     The text goes to a temporary file in the same directory, which is fsynced and renamed
     over ``path``, so readers see the old file or the new one, never a partial one.
     Non-finite floats are written as null, so the output is always strict JSON.
+    ``durable=False`` skips the fsyncs (see :func:`write_bytes_atomic`).
     """
     text = json.dumps(to_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    return write_bytes_atomic(path, text.encode("utf-8"), durable)
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync of the
-    directory. A reader sees the old content or the new, never a partial file."""
+    directory. A reader sees the old content or the new, never a partial file.
+
+    ``durable=False`` skips both fsyncs: for files in a folder that is itself fsynced as a
+    whole before it is renamed into view (a sweep's staging folder)."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -219,7 +224,8 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
     return target
 
 

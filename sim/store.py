@@ -128,6 +128,7 @@ def execute_run(task: RunTask) -> RunOutcome:
             seed_path=task.seed_path,
             git=task.git,
             provenance_extra={"run_id": task.run_id, **task.extra},
+            durable=False,  # the staging folder is fsynced as a whole below
         )
     except Exception as exc:
         status, error, trace = "failed", failure_line(exc), traceback.format_exc()

@@ -775,8 +775,9 @@ def run_sweep(
         warm_up(todo)
     bar = _progress(sweep, result.skipped, quiet)
     previous = _sigterm_as_interrupt()
+    outcomes: Iterator[tuple[int, Any]] | None = None
     try:
-        outcomes: Iterator[tuple[int, Any]] = executor.map_unordered(
+        outcomes = executor.map_unordered(
             execute_run, tasks, on_start=lambda i: store.mark_running(todo[i].run_id)
         )
         for index, outcome in outcomes:
@@ -802,7 +803,9 @@ def run_sweep(
     except KeyboardInterrupt:
         guard = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            executor.close()
+            if outcomes is not None:
+                outcomes.close()  # type: ignore[attr-defined]
+            executor.abort()
             store.release_running()
             store.save(force=True)
         finally:
