@@ -117,6 +117,20 @@ def test_published_arrays_are_read_only_snapshots(model):
     np.testing.assert_array_equal(before, kept)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_every_vehicle_stays_present(model):
+    """Vehicles of these models never leave: ``present`` is all True, read-only, and the
+    same array after any step (so the world never has to change arrival rates)."""
+    m = build(40, model=model)
+    present = m.present
+    assert present.dtype == bool and present.shape == (40,) and present.all()
+    with pytest.raises(ValueError):
+        m.present[0] = False
+    m.advance(3.0)
+    assert m.present is present
+    m.close()
+
+
 @pytest.mark.parametrize("model", ["random_waypoint", "manhattan"])
 def test_one_long_step_equals_many_short_ones(model):
     """With one vehicle the draws come in the same order however time is cut, so the exact
