@@ -11,7 +11,7 @@ with units converted to SI at load time (``250 us``, ``10 ms``, ``25 kW``). Exam
       overhead: 10 ms               # per submitted job (a batch pays it once)
       queue: fifo                   # or priority
       batching: {enabled: true, max_jobs: 8}
-      admission_limit: 100          # waiting jobs per site; more are rejected
+      admission_limit: 100          # waiting jobs per site; arrivals beyond are rejected
       sites:
         - {location: edge, server: 0, qpus: 1, power: 25 kW}
         - {location: cloud, qpus: 4, device: fake_fez}
@@ -102,7 +102,10 @@ class QPUConfig(Strict):
     queue: Literal["fifo", "priority"] = "fifo"
     batching: Batching = Field(default_factory=Batching)
     admission_limit: int | None = Field(
-        None, ge=0, description="waiting jobs per site beyond which arrivals are rejected"
+        None,
+        ge=0,
+        description="waiting jobs per site: an arrival that would wait while this many "
+        "wait is rejected (0: a loss system); unset: no limit",
     )
     deadline: Seconds | None = Field(
         None, gt=0, description="relative deadline of QPU-only jobs [s]; unset: none"
