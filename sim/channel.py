@@ -200,17 +200,23 @@ class ServerGrid:
     """Nearest-server queries through a grid of cells, each listing the servers that can
     be nearest to a point inside it (exact, lowest index on ties).
 
-    The grid covers the servers and the points it was built for, with about four cells
-    per server; queries outside it fall back to a full scan.
+    The grid covers the servers and the given points near them, with about four cells per
+    server; queries outside it fall back to a full scan.
     """
 
     def __init__(self, servers: np.ndarray, points: np.ndarray | None = None) -> None:
         servers = np.ascontiguousarray(servers, dtype=np.float64)
         self.servers = servers
         m = servers.shape[0]
-        box = servers if points is None or points.shape[0] == 0 else np.vstack((servers, points))
-        lo = box.min(axis=0)
-        hi = box.max(axis=0)
+        lo = servers.min(axis=0)
+        hi = servers.max(axis=0)
+        if points is not None and points.shape[0]:
+            # cover the points near the servers; far ones (e.g. parked vehicles) are scanned
+            reach = max(float((hi - lo).max()), 1.0)
+            near = np.all((points >= lo - reach) & (points <= hi + reach), axis=1)
+            if near.any():
+                lo = np.minimum(lo, points[near].min(axis=0))
+                hi = np.maximum(hi, points[near].max(axis=0))
         span = np.maximum(hi - lo, 1e-6)
         lo = lo - 0.01 * span
         span = span * 1.02
@@ -246,9 +252,9 @@ _grids: dict[bytes, ServerGrid] = {}
 def nearest_server(vehicles: np.ndarray, servers: np.ndarray) -> np.ndarray:
     """Index of the nearest server of each vehicle (lowest index on ties).
 
-    A few servers are scanned in full; more are looked up through a :class:`ServerGrid`,
-    built once per server layout and kept (rebuilt larger when many vehicles fall
-    outside it).
+    A few servers are scanned in full; more are looked up through a :class:`ServerGrid`
+    built once per server layout (covering the vehicles of the first call that are near
+    the servers) and kept.
     """
     if servers.shape[0] < _GRID_MIN_SERVERS:
         return _brute_nearest(vehicles, servers)
@@ -258,9 +264,7 @@ def nearest_server(vehicles: np.ndarray, servers: np.ndarray) -> np.ndarray:
         if len(_grids) >= 8:
             _grids.clear()
         grid = _grids[key] = ServerGrid(servers, vehicles)
-    out, outside = grid.nearest(vehicles)
-    if outside > 16 and outside * 20 > vehicles.shape[0]:
-        _grids[key] = ServerGrid(servers, np.vstack((vehicles, grid.servers)))
+    out, _ = grid.nearest(vehicles)
     return out
 
 

@@ -109,3 +109,18 @@ def test_nearest_server_and_candidates():
     state = ChannelState(v, s, Channel(), np.ones(200), None, 4)
     np.testing.assert_array_equal(state.candidates, np.argsort(d, axis=1)[:, :4])
     np.testing.assert_array_equal(state.cell_size, np.bincount(d.argmin(axis=1), minlength=12))
+
+
+def test_far_away_points_do_not_stretch_the_server_grid():
+    """Parked vehicles far from the road network are scanned in full; the grid stays fine."""
+    from sim.channel import ServerGrid
+
+    rng = np.random.default_rng(2)
+    s = rng.uniform(0, 1000, (50, 2))
+    v = np.vstack((rng.uniform(0, 1000, (500, 2)), np.full((300, 2), -1e7)))
+    grid = ServerGrid(s, v)
+    assert grid.cell < 100.0
+    np.testing.assert_array_equal(nearest_server(v, s), _argmin_lowest_index(v, s))
+    got, outside = grid.nearest(v)
+    assert outside == 300
+    np.testing.assert_array_equal(got, _argmin_lowest_index(v, s))
