@@ -705,6 +705,13 @@ class QPUService:
             shots=shots,
         )
 
+    def job_time(self, kind: np.ndarray, site: np.ndarray) -> np.ndarray:
+        """Execution time of single (unbatched) jobs with the configured shots at the first
+        QPU of their site [s]: the service time a plain queue of the engine can use."""
+        kind = np.asarray(kind, dtype=np.int64)
+        g = self.core.qpu_offset[np.asarray(site, dtype=np.int64)]
+        return self.core.overhead[g] + self._shots[kind] * self.core.shot_time[kind, g]
+
     def advance(self, t_known: float) -> np.ndarray:
         """Serve everything decided before ``t_known``; the ids decided now."""
         return self.core.advance(t_known)

@@ -332,6 +332,7 @@ def test_service_from_config_timing_fidelity_table_and_metrics():
     assert np.all(table["priority"][pol] == 2)
     sem_exec = table["execution"][served & ~pol & (table["site"] == 0)]
     assert sem_exec == pytest.approx(0.02 + 1024 * timing.shot_time)
+    assert svc.job_time([k_sem], [0])[0] == pytest.approx(0.02 + 1024 * timing.shot_time)
     m = svc.metrics()
     assert m["completed"] == served.sum() and m["jobs"] == n
     busy = np.array(m["busy_time"])
