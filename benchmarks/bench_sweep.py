@@ -88,6 +88,10 @@ def speedup(folder: Path, horizon: str) -> dict[str, Any]:
         assert report.ok and report.finished == 20, report.failed
         tables.append((out / store.RUNS_TABLE).read_bytes())
         rows[f"wall_{workers}"] = wall
+        rows[f"cpu_{workers}"] = sum(
+            json.loads((out / "runs" / r.run_id / "provenance.json").read_text())["cpu_time"]
+            for r in sweep.runs
+        )
     rows["speedup"] = rows["wall_1"] / rows["wall_2"]
     rows["identical"] = tables[0] == tables[1]
     return rows
@@ -145,9 +149,18 @@ def main(argv: list[str] | None = None) -> int:
         ok = "PASS" if s["speedup"] >= TARGET_SPEEDUP else "MISS"
         print(f"\n1. process pool, {s['runs']} runs of {s['horizon']} simulated")
         for w in (1, 2):
-            print(f"   {w} worker{'s' if w > 1 else ' '}: {s[f'wall_{w}']:7.2f} s wall")
+            cores = s[f"cpu_{w}"] / s[f"wall_{w}"]
+            print(
+                f"   {w} worker{'s' if w > 1 else ' '}: {s[f'wall_{w}']:7.2f} s wall, runs' CPU "
+                f"{s[f'cpu_{w}']:.2f} s = {cores:.2f} cores busy on average"
+            )
         print(f"   speed-up 2 vs 1 worker: {s['speedup']:.2f}x (target >= {TARGET_SPEEDUP}) {ok}")
         print(f"   runs tables identical: {s['identical']}")
+        cpu_ratio = (s["cpu_2"] / s["wall_2"]) / (s["cpu_1"] / s["wall_1"])
+        print(
+            f"   cores busy, 2 vs 1 worker: {cpu_ratio:.2f}x (below 2 when other processes "
+            "share the CPUs; see the load average)"
+        )
         print("\n2. store overhead per run (in-process sweep minus plain runs)")
         for forced in (False, True):
             o = overhead(folder, "0.5 s", 20 if args.quick else 60, forced)

@@ -337,6 +337,7 @@ class RayExecutor(Executor):
             self._owned = True
         self.max_retries = max_retries
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._inflight: dict[Any, int] = {}
 
     def map_unordered(
         self, fn: Callable[[Any], Any], items: Sequence[Any], on_start: OnStart | None = None
@@ -346,6 +347,7 @@ class RayExecutor(Executor):
         task = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(fn)
         pending: deque[int] = deque(range(len(items)))
         inflight: dict[Any, int] = {}
+        self._inflight = inflight
         window = 2 * self.workers
         try:
             while pending or inflight:
@@ -365,16 +367,24 @@ class RayExecutor(Executor):
                         )
                     yield index, result
         finally:
-            for ref in inflight:
-                try:
-                    ray.cancel(ref, force=True)
-                except Exception:  # the task may have ended meanwhile
-                    pass
+            self._cancel()
+
+    def _cancel(self) -> None:
+        for ref in list(self._inflight):
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception:  # the task may have ended meanwhile
+                pass
+        self._inflight.clear()
 
     def close(self) -> None:
         if self._owned and self._ray.is_initialized():
             self._ray.shutdown()
         self._owned = False
+
+    def abort(self) -> None:
+        self._cancel()
+        self.close()
 
 
 def make_executor(

@@ -126,14 +126,18 @@ def run_scenario(
     table = (out_dir / "tasks.parquet") if write and scenario.output.task_table else None
     try:
         sink = RunSink(scenario, table)
-        wall = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         try:
             result = simulate(scenario, sink, seeds=seeds)
         finally:
             sink.close()
-        wall = time.perf_counter() - wall
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         summary = sink.summary.result(result.extra())
-        timing = {"wall_time": wall, "tasks_per_second": result.n_tasks / max(wall, 1e-12)}
+        timing = {
+            "wall_time": wall,
+            "cpu_time": cpu,
+            "tasks_per_second": result.n_tasks / max(wall, 1e-12),
+        }
         if write:
             assert out_dir is not None
             write_json_atomic(out_dir / "summary.json", summary, durable)
