@@ -381,31 +381,41 @@ class RateProfile(Strict):
     time). ``sinusoid``: g = 1 + amplitude sin(2 pi t / period). ``bursts``: g =
     burst_factor for ``burst_duration`` at the start of every ``period``, 1 otherwise. With
     ``stagger``, vehicle i of N sees its periodic profile shifted by offset_i = i period / N.
+    Each kind needs exactly its own keys.
     """
 
     kind: Literal["constant", "steps", "sinusoid", "bursts"] = "constant"
-    times: list[Seconds] = Field(
-        default_factory=list, description="steps: times [s] at which the factor changes"
+    times: list[Seconds] | None = Field(
+        None, description="steps: times [s] at which the factor changes, increasing"
     )
-    factors: list[float] = Field(
-        default_factory=list, description="steps: multiplier of arrival_rate from each time on"
+    factors: list[float] | None = Field(
+        None, description="steps: multiplier of arrival_rate from each time on"
     )
-    amplitude: float = Field(0.5, ge=0, le=1, description="sinusoid: relative amplitude")
-    period: Seconds = Field(1.0, gt=0, description="sinusoid and bursts: period [s]")
-    burst_factor: float = Field(5.0, ge=0, description="bursts: multiplier during a burst")
-    burst_duration: Seconds = Field(0.1, gt=0, description="bursts: length of a burst [s]")
-    stagger: bool = Field(False, description="shift vehicle i's periodic profile by i/N period")
+    amplitude: float | None = Field(None, ge=0, le=1, description="sinusoid: relative amplitude")
+    period: Seconds | None = Field(None, gt=0, description="sinusoid and bursts: period [s]")
+    burst_factor: float | None = Field(None, ge=0, description="bursts: multiplier in a burst")
+    burst_duration: Seconds | None = Field(None, gt=0, description="bursts: burst length [s]")
+    stagger: bool = Field(
+        False, description="sinusoid and bursts: shift vehicle i's profile by i/N period"
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> RateProfile:
-        own = {
-            "constant": set(),
-            "steps": {"times", "factors"},
-            "sinusoid": {"amplitude", "period", "stagger"},
-            "bursts": {"period", "burst_factor", "burst_duration", "stagger"},
+        need = {
+            "constant": (),
+            "steps": ("times", "factors"),
+            "sinusoid": ("amplitude", "period"),
+            "bursts": ("period", "burst_factor", "burst_duration"),
         }[self.kind]
-        for key in sorted(self.model_fields_set - own - {"kind"}):
-            raise ValueError(f"'{key}' does not belong to a {self.kind} rate profile")
+        for key in need:
+            if getattr(self, key) is None:
+                raise ValueError(f"a {self.kind} rate profile needs '{key}'")
+        others = {"times", "factors", "amplitude", "period", "burst_factor", "burst_duration"}
+        for key in sorted(others - set(need)):
+            if getattr(self, key) is not None:
+                raise ValueError(f"'{key}' does not belong to a {self.kind} rate profile")
+        if self.stagger and self.kind not in ("sinusoid", "bursts"):
+            raise ValueError(f"'stagger' does not belong to a {self.kind} rate profile")
         if self.kind == "steps":
             if not self.times or len(self.times) != len(self.factors):
                 raise ValueError(

@@ -432,8 +432,19 @@ def test_rate_profile_and_twin_settings_are_checked():
         )
     with pytest.raises(ValidationError, match="longer than period"):
         Tasks.model_validate(
-            {"rate_profile": {"kind": "bursts", "period": 0.1, "burst_duration": 0.2}}
+            {
+                "rate_profile": {
+                    "kind": "bursts",
+                    "period": 0.1,
+                    "burst_duration": 0.2,
+                    "burst_factor": 2,
+                }
+            }
         )
+    with pytest.raises(ValidationError, match="a sinusoid rate profile needs 'period'"):
+        Tasks.model_validate({"rate_profile": {"kind": "sinusoid", "amplitude": 0.5}})
+    with pytest.raises(ValidationError, match="'stagger' does not belong to a constant"):
+        Tasks.model_validate({"rate_profile": {"stagger": True}})
     with pytest.raises(ValidationError, match="less than 1"):
         Scenario.model_validate({"twin": {"loss_probability": 1.0}})
 
@@ -465,3 +476,10 @@ def test_twin_figures_from_a_results_folder(tmp_path):
     names = sorted(p.name for p in paths)
     assert names == ["twin_aoi.png", "twin_aoi.svg", "twin_rate.png", "twin_rate.svg"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_a_resolved_configuration_with_a_twin_and_a_profile_loads_again(name):
+    sc = scenario(tasks={"rate_profile": PROFILES[name]}, twin={"enabled": True})
+    again = Scenario.model_validate(sc.model_dump(mode="json"))
+    assert again == sc
