@@ -300,3 +300,50 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     write_bytes_atomic(target, b"two")
     assert target.read_bytes() == b"two"
     assert os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_the_report_is_built_after_a_sweep_and_by_plot(tmp_path, monkeypatch, capsys):
+    import sim.report
+
+    calls: list[tuple[Path, bool]] = []
+
+    def build_outputs(results_dir: Path, quiet: bool = False) -> dict[str, Path]:
+        calls.append((Path(results_dir), quiet))
+        return {"report.md": Path(results_dir) / "report.md"}
+
+    monkeypatch.setattr(sim.report, "build_outputs", build_outputs)
+    out = tmp_path / "out"
+    args = [str(tiny(tmp_path)), "--executor", "inprocess", "--out", str(out), "--quiet"]
+    assert cli.main(args) == 0
+    assert calls == [(out, True)]
+    assert capsys.readouterr().out.strip() == str(out)
+    assert cli.main(["plot", str(out)]) == 0
+    assert calls[-1] == (out, False)
+    assert capsys.readouterr().out.strip() == str(out / "report.md")
+    assert cli.main(["plot", str(tmp_path / "nowhere")]) == 2
+    assert "no such results folder" in capsys.readouterr().err
+
+
+def test_without_the_report_module_a_sweep_still_completes(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sim.report" else real(name, *a),
+    )
+    out = tmp_path / "out"
+    assert cli.main([str(tiny(tmp_path)), "--executor", "inprocess", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "report: skipped (sim.report is not available)" in err
+    assert "8 of 8 runs finished" in err
+    assert cli.main(["plot", str(out)]) == 1
+
+
+def test_sweep_options_are_refused_for_a_single_scenario(capsys):
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "quickstart.yaml"
+    assert cli.main(["run", str(path), "--workers", "2"]) == 2
+    assert "--workers: only for sweeps" in capsys.readouterr().err
+    assert cli.main(["sweep", str(path)]) == 2
+    assert "has no 'sweep' block" in capsys.readouterr().err
