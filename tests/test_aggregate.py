@@ -103,8 +103,12 @@ def test_welch_edge_cases():
     assert constant["p_value"] == 0.0 and significant(constant["ci_low"], constant["ci_high"])
     same = welch([1.0, 1.0], [1.0, 1.0])
     assert same["ci_low"] == same["ci_high"] == 0.0 and not significant(0.0, 0.0)
-    one_flat = welch([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])  # dof falls back to n_b - 1
+    one_flat = welch([1.0, 1.0, 1.0], [1.0, 2.0, 3.5])  # dof falls back to n_b - 1
+    ref = stats.ttest_ind([1.0, 1.0, 1.0], [1.0, 2.0, 3.5], equal_var=False)
     assert one_flat["dof"] == pytest.approx(2.0)
+    assert (one_flat["t"], one_flat["p_value"]) == pytest.approx((ref.statistic, ref.pvalue))
+    ref = stats.ttest_ind([1.0, 1.0, 1.0], [2.0, 2.0], equal_var=False)
+    assert (constant["t"], constant["p_value"]) == (ref.statistic, ref.pvalue) == (-math.inf, 0)
     nan = welch([1.0, np.nan, 2.0], [3.0, 4.0, np.nan])
     assert (nan["n_a"], nan["n_b"]) == (2, 2)
     assert nan == welch([1.0, 2.0], [3.0, 4.0])
