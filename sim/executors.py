@@ -292,6 +292,36 @@ def loopback_only() -> None:
         constants.ENABLE_RAY_CLUSTER = False
 
 
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``host:port`` address (None for ``auto``, ``ray://...``)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "/" in address or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _is_loopback(address: str) -> bool:
+    hp = _host_port(address)
+    return hp is not None and hp[0] in ("127.0.0.1", "localhost", "::1")
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail at once, with a clear message, when nothing listens at ``host:port`` (Ray
+    itself would retry for minutes)."""
+    import socket
+
+    hp = _host_port(address)
+    if hp is None:
+        return
+    try:
+        socket.create_connection(hp, timeout=timeout).close()
+    except OSError as exc:
+        raise SimError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start one "
+            "with 'ray start --head' or leave out --address for a local cluster"
+        ) from None
+
+
 class RayExecutor(Executor):
     """Ray core tasks, one per item, on the cluster at ``address``.
 
@@ -313,7 +343,9 @@ class RayExecutor(Executor):
         import logging
 
         local = address in (None, "", "local")
-        if local:
+        if not local:
+            _check_reachable(str(address))
+        if local or _is_loopback(str(address)):
             loopback_only()
         ray = _import_ray()
         self._ray = ray

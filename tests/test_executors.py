@@ -129,6 +129,8 @@ def test_an_unknown_executor_is_a_clear_error():
         make_executor("slurm")
     with pytest.raises(SimError, match="at least 1"):
         ProcessExecutor(0)
+    with pytest.raises(SimError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1 "):
+        make_executor("ray", address="127.0.0.1:1")
 
 
 # --------------------------------------------------------------------------- Ray
