@@ -1,6 +1,7 @@
 """Training DDPG and Q-DDPG on a scenario: configuration, checkpoints, logs, saved agents.
 
-A training file (``scenarios/rl/*.yaml``, :class:`TrainConfig`) names a scenario, the agents
+A training file (:class:`TrainConfig`; a plain scenario file stands for a training file with
+every default, the paper's settings) names a scenario, the agents
 (``ddpg``: MLP actor, ``qddpg``: PQC actor), the seeds, the episode count and length, the MDP
 (:class:`~models.agents.mdp.MdpParams`) and the shared hyper-parameters
 (:class:`~models.agents.ddpg.DdpgParams`). Every (agent, seed) pair trains into
@@ -76,6 +77,7 @@ class TrainConfig(BaseModel):
     env: MdpParams = Field(default_factory=MdpParams)
     ddpg: dict[str, Any] = Field(default_factory=dict, description="DdpgParams")
     output: str = Field("results/rl", description="output folder (relative to the cwd)")
+    # a training file is told from a scenario file by its 'scenario' key
 
     @field_validator("agents")
     @classmethod
@@ -96,11 +98,14 @@ class TrainConfig(BaseModel):
 
 
 def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None):
-    """Read a training file; returns (config, scenario)."""
+    """Read a training file, or a scenario file to train on with the default settings (the
+    paper's); ``overrides`` replace top-level training keys. Returns (config, scenario)."""
     from sim.scenario import load_scenario, load_yaml, validate_data
 
     path = Path(path)
     data, _ = load_yaml(path)
+    if not isinstance(data, dict) or "scenario" not in data:  # a scenario file
+        data = {"scenario": path.name, "name": f"{path.stem}-rl"}
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         cfg = TrainConfig.model_validate(data)

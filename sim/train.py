@@ -1,6 +1,9 @@
 """``run_sim.py train``: train the agents of a training file (see :mod:`models.training`).
 
-Usable three ways: ``main(["scenarios/rl/quickstart.yaml", "--seeds", "0", "1"])``,
+The file is a scenario (trained on with the paper's settings) or a training file
+(:class:`models.training.TrainConfig`: a ``scenario`` key, agents, seeds, episodes, MDP and
+hyper-parameters). Usable three ways:
+``main(["scenarios/rl/quickstart.yaml", "--seeds", "0", "1"])``,
 ``run(namespace)`` with the arguments of :data:`ARGUMENTS`, or as a subcommand of
 :mod:`sim.cli` registered with those arguments. Needs the ``rl`` extra.
 """
@@ -12,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ARGUMENTS: tuple[tuple[tuple[Any, ...], dict[str, Any]], ...] = (
-    (("file",), {"type": Path, "metavar": "FILE", "help": "training file (scenarios/rl/*.yaml)"}),
+    (("file",), {"type": Path, "metavar": "FILE", "help": "scenario file, or a training file"}),
     (("--out",), {"type": Path, "default": None, "help": "output folder (default: the file's)"}),
     (
         ("--agents",),

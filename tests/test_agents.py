@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from models.training import TrainConfig, train_one  # noqa: E402
 from qpu.templates import policy_inference  # noqa: E402
 
 torch.set_num_threads(1)
+REPO_RL = Path(__file__).resolve().parent.parent / "scenarios" / "rl" / "quickstart.yaml"
 
 
 def _qiskit_z(template, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -213,3 +215,25 @@ def test_training_resumes_from_a_checkpoint_to_the_same_result(agent, tmp_path):
 
     problems = get(other).check(get(other).Params(model=str(whole)), run)
     assert problems and "not a" in problems[0][1]
+
+
+def test_a_scenario_file_trains_with_the_paper_settings(tmp_path):
+    from models.training import load_config
+    from sim.train import parser
+
+    cfg, sc = load_config(REPO_RL, {"seeds": [4], "episodes": None})
+    assert sc.name == "quickstart-rl" and cfg.seeds == [4]
+    assert (cfg.agents, cfg.episodes, cfg.episode_steps) == (["ddpg", "qddpg"], 500, 20)
+    params = DdpgParams.model_validate(cfg.ddpg)
+    assert (params.batch_size, params.actor_lr, params.critic_lr, params.buffer_size) == (
+        4, 1e-4, 2e-4, 1_000_000,
+    )  # fmt: skip
+    assert (params.n_qubits, params.layers) == (6, 1)
+    bad = tmp_path / "train.yaml"
+    bad.write_text(f"scenario: {REPO_RL}\nagents: [dqn]\n")
+    from sim.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match="unknown agent 'dqn'"):
+        load_config(bad)
+    args = parser().parse_args([str(REPO_RL), "--seeds", "1", "2", "--quiet"])
+    assert args.seeds == [1, 2] and args.quiet
