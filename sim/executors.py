@@ -197,7 +197,8 @@ class ProcessExecutor(Executor):
         pool = self._pool or self._new_pool()
         try:
             while pending or inflight:
-                while pending and len(inflight) < self.workers:
+                # one item queued beyond the workers, so none idles while results are stored
+                while pending and len(inflight) < self.workers + 1:
                     if suspects and inflight:
                         break
                     index = pending.popleft()
