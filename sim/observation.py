@@ -24,10 +24,12 @@ in a deployed network differs, and each policy says which part it reads:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
-from sim.channel import ChannelState, path_gain, shannon_rate
+from sim.channel import ChannelState, nearest_server, path_gain, shannon_rate
 
 
 @dataclass
@@ -35,7 +37,9 @@ class TwinView:
     """The digital twin's stale and predicted view at a decision (see :mod:`sim.twin`).
 
     Reported values are those of the freshest report the twin received, taken at
-    ``generated``; predicted values are for the decision time plus ``lead``.
+    ``generated``; predicted values are for the decision time plus ``lead``. The arrays are
+    shared between decisions: read-only. The projected positions and what depends on them
+    are computed when first read.
     """
 
     generated: float  # time the freshest received report was taken [s]
@@ -44,23 +48,42 @@ class TwinView:
     arrival_rate: np.ndarray  # (N,) lambda_hat [1/s], eq. [9]
     arrival_rate_max: np.ndarray  # (N,) lambda_hat + eps [1/s], eq. [19i]
     expected_arrivals: np.ndarray  # (N,) lambda_hat times the epoch length
-    vehicle_position: np.ndarray  # (N, 2) reported position + velocity (t + lead - generated)
-    vehicle_server: np.ndarray  # (N,) int64 nearest server of the projected position
-    vehicle_gain: np.ndarray  # (N,) path gain to vehicle_server at the projected position
     server_backlog_reported: np.ndarray  # (M,) mean committed work per core at generated [s]
     server_work_rate: np.ndarray  # (M,) estimated edge work offered per second [s/s]
     server_backlog: np.ndarray  # (M,) predicted mean work per core at t + lead [s]
     server_backlog_max: np.ndarray  # (M,) the same with the cells' rates at lambda_max [s]
     interference: np.ndarray  # (M,) reported interference [W]
+    reported_position: np.ndarray  # (N, 2) positions at generated [m]
+    reported_velocity: np.ndarray  # (N, 2) velocities at generated [m/s]
     server_position: np.ndarray  # (M, 2) [m]
-    channel: object  # the scenario's channel section (path-loss parameters)
+    area: tuple[float, float]  # (width, height) [m]: projections are clipped to it
+    channel: Any  # the scenario's channel section (path-loss parameters)
+
+    @cached_property
+    def vehicle_position(self) -> np.ndarray:
+        """(N, 2) reported position + velocity (age + lead), clipped to the area [m]."""
+        pos = self.reported_position + self.reported_velocity * (self.age + self.lead)
+        np.clip(pos[:, 0], 0.0, self.area[0], out=pos[:, 0])
+        np.clip(pos[:, 1], 0.0, self.area[1], out=pos[:, 1])
+        return pos
+
+    @cached_property
+    def vehicle_server(self) -> np.ndarray:
+        """(N,) int64 nearest server of the projected position."""
+        return nearest_server(self.vehicle_position, self.server_position)
+
+    @cached_property
+    def vehicle_gain(self) -> np.ndarray:
+        """(N,) predicted path gain to ``vehicle_server`` at the projected position."""
+        return self.predicted_gain(np.arange(self.vehicle_server.shape[0]), self.vehicle_server)
 
     def predicted_gain(self, vehicle: np.ndarray, server: np.ndarray) -> np.ndarray:
         """Path gain of eq. [3] (no fading: its mean is one) from the projected positions."""
         ch = self.channel
+        pos = self.vehicle_position
         d = np.hypot(
-            self.vehicle_position[vehicle, 0] - self.server_position[server, 0],
-            self.vehicle_position[vehicle, 1] - self.server_position[server, 1],
+            pos[vehicle, 0] - self.server_position[server, 0],
+            pos[vehicle, 1] - self.server_position[server, 1],
         )
         return path_gain(
             d, ch.reference_gain, ch.reference_distance, ch.path_loss_exponent, ch.min_distance

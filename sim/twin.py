@@ -45,7 +45,7 @@ import numpy as np
 import simpy
 from simpy.events import URGENT
 
-from sim.channel import nearest_server, path_gain, shannon_rate
+from sim.channel import shannon_rate
 from sim.observation import TwinView
 
 
@@ -152,6 +152,7 @@ class DigitalTwin:
         self.rates = RateEstimator(cfg.estimator, np.full(n, float(rate0)))
         self.work_rates = RateEstimator(cfg.estimator, np.zeros(m))
         self.report = self._snapshot(0.0)  # the deployment state
+        self._shared_for: Report | None = None  # the report the views' shared part is for
         self._pending: list[tuple[float, np.ndarray, int]] = []  # (received, cycles, sync)
         self._received = [(0.0, 0.0)]  # (reception time, generation time), in order
         # per sync: generation time, lost, reception time, time its compute job was queued
@@ -310,48 +311,55 @@ class DigitalTwin:
         self._pending = keep
 
     # ------------------------------------------------------------------ the twin's view
-    def view(self, t: float) -> TwinView:
-        """What the twin tells the policies at decision time ``t``."""
-        r = self.report
-        sc, w = self.sc, self.world
-        ahead = t + self.lead - r.generated
-        area = sc.mobility.area
-        pos = r.position + r.velocity * ahead
-        np.clip(pos[:, 0], 0.0, area.width, out=pos[:, 0])
-        np.clip(pos[:, 1], 0.0, area.height, out=pos[:, 1])
-        server = nearest_server(pos, w.server_position)
-        ch = sc.channel
-        d = np.hypot(*(pos - w.server_position[server]).T)
-        gain = path_gain(
-            d, ch.reference_gain, ch.reference_distance, ch.path_loss_exponent, ch.min_distance
-        )
+    def _prepare(self) -> None:
+        """What the views share until the next reception (read-only arrays)."""
+        r, w = self.report, self.world
         lam = self.rates.estimate.copy()
         lam_max = lam + self.eps
         cores = w.server_cores
         used = np.arange(r.core_free.shape[1])[None, :] < cores[:, None]
         left = np.where(used, np.maximum(r.core_free - r.generated, 0.0), 0.0)
-        backlog0 = left.sum(axis=1) / cores
         omega = self.work_rates.estimate.copy()
-        cell_hat = np.bincount(r.nearest, weights=lam, minlength=cores.shape[0])
-        cell_max = np.bincount(r.nearest, weights=lam_max, minlength=cores.shape[0])
+        m = cores.shape[0]
+        cell_hat = np.bincount(r.nearest, weights=lam, minlength=m)
+        cell_max = np.bincount(r.nearest, weights=lam_max, minlength=m)
         scale = np.where(cell_hat > 0, cell_max / np.where(cell_hat > 0, cell_hat, 1.0), 1.0)
+        shared = {
+            "arrival_rate": lam,
+            "arrival_rate_max": lam_max,
+            "expected_arrivals": lam * self.epoch,
+            "server_backlog_reported": left.sum(axis=1) / cores,
+            "server_work_rate": omega,
+            "interference": r.interference,
+            "reported_position": r.position,
+            "reported_velocity": r.velocity,
+        }
+        for a in shared.values():
+            a.flags.writeable = False
+        self._shared = shared
+        self._fill = omega / cores - 1.0  # backlog growth per second (fluid model)
+        self._fill_max = omega * scale / cores - 1.0
+        self._shared_for = r
+
+    def view(self, t: float) -> TwinView:
+        """What the twin tells the policies at decision time ``t``."""
+        r = self.report
+        if self._shared_for is not r:
+            self._prepare()
+        sh = self._shared
+        ahead = t + self.lead - r.generated
+        backlog0 = sh["server_backlog_reported"]
+        area = self.sc.mobility.area
         return TwinView(
             generated=r.generated,
             age=t - r.generated,
             lead=self.lead,
-            arrival_rate=lam,
-            arrival_rate_max=lam_max,
-            expected_arrivals=lam * self.epoch,
-            vehicle_position=pos,
-            vehicle_server=server,
-            vehicle_gain=gain,
-            server_backlog_reported=backlog0,
-            server_work_rate=omega,
-            server_backlog=np.maximum(backlog0 + (omega / cores - 1.0) * ahead, 0.0),
-            server_backlog_max=np.maximum(backlog0 + (omega * scale / cores - 1.0) * ahead, 0.0),
-            interference=r.interference,
-            server_position=w.server_position,
-            channel=ch,
+            server_backlog=np.maximum(backlog0 + self._fill * ahead, 0.0),
+            server_backlog_max=np.maximum(backlog0 + self._fill_max * ahead, 0.0),
+            server_position=self.world.server_position,
+            area=(float(area.width), float(area.height)),
+            channel=self.sc.channel,
+            **sh,
         )
 
     # ------------------------------------------------------------------ results
