@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from qpu.templates import DEFAULT_SIZES, KINDS
-from sim.config import Seconds, Strict, Watts
+from qpu.kinds import DEFAULT_SIZES, KINDS
 from sim.errors import ScenarioError
+from sim.fields import Seconds, Strict, Watts
 
 
 class Clops(Strict):

@@ -46,23 +46,8 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 
+from qpu.kinds import DEFAULT_SIZES, KINDS
 from sim.errors import SimError
-
-KINDS: tuple[str, ...] = (
-    "semantic_coding",
-    "multimodal_attention",
-    "policy_inference",
-    "federated_aggregation",
-)
-
-DEFAULT_SIZES: dict[str, int] = {
-    "semantic_coding": 4,
-    "multimodal_attention": 2,
-    "policy_inference": 6,
-    "federated_aggregation": 3,
-}
-"""The default ``size`` of each kind: qubits of the encoder, qubits per modality register,
-qubits of the actor, qubits per client register."""
 
 
 class TemplateError(SimError):
