@@ -11,66 +11,29 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from sim.units import UNITS_HELP, parse_quantity
-
-
-def _quantity(dimension: str):
-    def convert(v: Any) -> float:
-        return parse_quantity(v, dimension)
-
-    schema = {
-        "anyOf": [{"type": "number"}, {"type": "string"}],
-        "description": f"SI value or a string with a unit ({UNITS_HELP[dimension]})",
-    }
-    return [BeforeValidator(convert), WithJsonSchema(schema)]
-
-
-Seconds = Annotated[float, *_quantity("time")]
-Hertz = Annotated[float, *_quantity("frequency")]
-PerSecond = Annotated[float, *_quantity("rate")]
-Bits = Annotated[float, *_quantity("bits")]
-Cycles = Annotated[float, *_quantity("cycles")]
-Watts = Annotated[float, *_quantity("power")]
-Joules = Annotated[float, *_quantity("energy")]
-Metres = Annotated[float, *_quantity("length")]
-MetresPerSecond = Annotated[float, *_quantity("speed")]
-Ratio = Annotated[float, *_quantity("ratio")]
-WattsPerHertz = Annotated[float, *_quantity("power_density")]
-
-
-def _noise(v: Any) -> float:
-    """Noise is a power (W, dBm) or a density (W/Hz, dBm/Hz); ``noise_kind`` says which."""
-    if isinstance(v, str) and "/Hz" in v:
-        return parse_quantity(v, "power_density")
-    return parse_quantity(v, "power")
-
-
-NoiseLevel = Annotated[
-    float,
-    BeforeValidator(_noise),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "number"}, {"type": "string"}],
-            "description": "noise power (e.g. -70 dBm) or density (e.g. -174 dBm/Hz)",
-        }
-    ),
-]
-
-
-class Strict(BaseModel):
-    """Base: unknown keys rejected, values validated on assignment too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+from qpu.config import QPUConfig
+from sim.fields import (
+    Bits,
+    Cycles,
+    Hertz,
+    Joules,
+    Metres,
+    MetresPerSecond,
+    NoiseLevel,
+    PerSecond,
+    Ratio,
+    Seconds,
+    Strict,
+    Watts,
+)
+from sim.units import parse_quantity
 
 
 # --------------------------------------------------------------------------- distributions
@@ -541,6 +504,9 @@ class Scenario(Strict):
     tasks: Tasks = Field(default_factory=Tasks)
     cost: Cost = Field(default_factory=Cost)
     twin: Twin = Field(default_factory=Twin)
+    qpu: QPUConfig | None = Field(
+        None, description="the QPU co-processor (see qpu.config); unset: no QPUs"
+    )
     policy: Annotated[Policy, BeforeValidator(_policy)] = Field(default_factory=Policy)
     output: Output = Field(default_factory=Output)
 
@@ -575,6 +541,14 @@ class Scenario(Strict):
                 f"twin.sync_period ({self.twin.sync_period} s) must be a whole number of "
                 f"engine.epoch ({self.engine.epoch} s): reports are taken between epochs"
             )
+        if self.qpu is not None and self.servers.placement in ("grid", "line", "list"):
+            m = self.servers.count
+            for i, site in enumerate(self.qpu.sites):
+                if site.server is not None and site.server >= m:
+                    raise ValueError(
+                        f"qpu.sites[{i}].server is {site.server} but there are {m} edge "
+                        f"servers; allowed: 0..{m - 1}"
+                    )
         if self.engine.horizon / self.engine.epoch > 1e8:
             raise ValueError("engine.epoch is too short for the horizon: at most 1e8 epochs")
         if self.channel.noise_kind == "density" and self.channel.noise > 1e-9:

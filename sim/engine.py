@@ -29,15 +29,25 @@ import simpy
 
 from sim.allocator import keep_freed_memory
 from sim.errors import SimError
-from sim.kernels import PHASE_DONE, PHASE_FIRST, apply_decisions, finish_tasks, serve_epoch
+from sim.kernels import (
+    PHASE_DONE,
+    PHASE_FIRST,
+    apply_decisions,
+    finish_tasks,
+    serve_edge,
+    serve_epoch,
+    serve_front,
+)
 from sim.observation import Actions, Observation
 from sim.records import TASK_COLUMNS
 from sim.seeds import SeedTree
 from sim.summary import SUMMARY_COLUMNS
 from sim.world import World
 
-# Columns of the per-task table, in order: what finish_tasks returns.
+# Columns of the per-task table, in order; finish_tasks returns all but the QPU ones.
 RECORD_COLUMNS = TASK_COLUMNS
+_QPU_COLUMNS = ("wait_qpu", "qpu_time")
+_KERNEL_COLUMNS = tuple(c for c in TASK_COLUMNS if c not in _QPU_COLUMNS)
 
 
 @dataclass
@@ -81,6 +91,7 @@ class EngineResult:
     violations: Violations
     utilisation: dict[str, float] = field(default_factory=dict)
     twin: dict[str, float] = field(default_factory=dict)  # twin metrics (empty: twin off)
+    qpu: dict[str, float] = field(default_factory=dict)  # QPU metrics (empty: no QPUs)
     # time series by name (name -> column -> values), written as <name>.parquet
     series: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
@@ -90,6 +101,7 @@ class EngineResult:
             **self.utilisation,
             "n_epochs": self.n_epochs,
             **self.twin,
+            **self.qpu,
         }
 
 
@@ -136,6 +148,18 @@ class Engine:
             from sim.twin import DigitalTwin
 
             self.twin = DigitalTwin(sc, self.world, self.uplink, self.edge, seeds.generator("twin"))
+        self.qpu = None
+        if sc.qpu is not None:
+            from sim.qpu_link import QPULink
+
+            self.qpu = QPULink(
+                sc.qpu,
+                self.world.n_servers,
+                seeds,
+                self.horizon,
+                float(sc.engine.warmup),
+                drop_expired=sc.tasks.drop_expired,
+            )
 
     # ------------------------------------------------------------------ driving
     def run(self) -> EngineResult:
@@ -148,6 +172,10 @@ class Engine:
         if self.inflight and self.inflight["task_id"].shape[0]:
             raise SimError("tasks left unserved after the drain")  # pragma: no cover
         result = EngineResult(self.n_tasks, self.n_epochs, self.violations, self._utilisation())
+        if self.qpu is not None:
+            self.qpu.drain()
+            result.qpu = self.qpu.metrics()
+            result.series["qpu_jobs"] = self.qpu.table()
         if self.twin is not None:
             result.twin = self.twin.metrics()
             result.series.update(self.twin.series())
@@ -175,6 +203,8 @@ class Engine:
         self.n_tasks += k
         if self.twin is not None:
             self.twin.count_arrivals(tasks["vehicle"])
+        if self.qpu is not None:
+            self.qpu.submit_rounds(t0, t1)
         if k:
             actions = self.policy.decide(self.observe(t0, tasks))
             new = self._apply(tasks, actions)
@@ -318,6 +348,13 @@ class Engine:
             drop_time=np.full(k, np.nan),
             key=-tasks["priority"],
         )
+        if self.qpu is not None:
+            rows.update(
+                q_site=self.qpu.task_sites(server),
+                q_job=np.full(k, -1, dtype=np.int64),
+                q_start=np.full(k, np.nan),
+                q_time=np.full(k, np.nan),
+            )
         return rows
 
     def _fading_or_empty(self) -> np.ndarray:
@@ -328,10 +365,27 @@ class Engine:
     def _serve(self, t_known: float) -> None:
         rows = self.inflight
         if not rows or rows["task_id"].shape[0] == 0:
+            if self.qpu is not None:
+                self.qpu.advance(t_known)
             return
+        if self.qpu is not None:
+            n_done = self._serve_with_qpus(rows, t_known)
+        else:
+            n_done = self._serve_plain(rows, t_known)
+        if n_done == 0:
+            return
+        done = rows["phase"] == PHASE_DONE
+        self.sink.add(self._finish(rows, np.flatnonzero(done)))
+        if n_done == done.shape[0]:
+            self.inflight = {}
+        else:
+            keep = np.flatnonzero(~done)
+            self.inflight = {k: v[keep] for k, v in rows.items()}
+
+    def _serve_plain(self, rows: dict[str, np.ndarray], t_known: float) -> int:
         v, srv = self.sc.vehicles, self.sc.servers
         lo, up, ed = self.local, self.uplink, self.edge
-        n_done = serve_epoch(
+        return serve_epoch(
             rows["task_id"],
             rows["vehicle"],
             rows["server"],
@@ -365,15 +419,65 @@ class Engine:
             self._drop,
             self.horizon,
         )
-        if n_done == 0:
-            return
-        done = rows["phase"] == PHASE_DONE
-        self.sink.add(self._finish(rows, np.flatnonzero(done)))
-        if n_done == done.shape[0]:
-            self.inflight = {}
-        else:
-            keep = np.flatnonzero(~done)
-            self.inflight = {k: v[keep] for k, v in rows.items()}
+
+    def _serve_with_qpus(self, rows: dict[str, np.ndarray], t_known: float) -> int:
+        """Local CPUs and uplinks, then the QPU service (semantic-coding jobs of the tasks
+        transmitted, and the periodic jobs), then the edge CPUs; see :mod:`sim.qpu_link`."""
+        v, srv = self.sc.vehicles, self.sc.servers
+        lo, up, ed = self.local, self.uplink, self.edge
+        serve_front(
+            rows["vehicle"],
+            rows["offload"],
+            rows["arrival"],
+            rows["deadline"],
+            rows["key"],
+            rows["tx_time"],
+            rows["compute_time"],
+            rows["tx_start"],
+            rows["compute_start"],
+            rows["phase"],
+            rows["status"],
+            rows["drop_time"],
+            rows["q_site"],
+            lo.free,
+            lo.cores,
+            lo.last,
+            lo.busy,
+            v.queue == "fifo",
+            up.free,
+            up.cores,
+            up.last,
+            up.busy,
+            v.uplink_queue == "fifo",
+            t_known,
+            self._drop,
+            self.horizon,
+        )
+        self.qpu.resolve(rows, t_known)
+        return serve_edge(
+            rows["task_id"],
+            rows["server"],
+            rows["deadline"],
+            rows["key"],
+            rows["tx_time"],
+            rows["compute_time"],
+            rows["tx_start"],
+            rows["compute_start"],
+            rows["phase"],
+            rows["status"],
+            rows["drop_time"],
+            rows["q_site"],
+            rows["q_time"],
+            rows["q_start"],
+            ed.free,
+            ed.cores,
+            ed.last,
+            ed.busy,
+            srv.queue == "fifo",
+            t_known,
+            self._drop,
+            self.horizon,
+        )
 
     def _finish(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
         """Task-table rows (RECORD_COLUMNS) of the finished tasks ``idx`` of ``rows``; only
@@ -406,9 +510,21 @@ class Engine:
             self._full_rows,
         )
         if self._full_rows:
-            out = dict(zip(RECORD_COLUMNS, cols, strict=True))
+            out = dict(zip(_KERNEL_COLUMNS, cols, strict=True))
         else:
-            out = {k: c for k, c in zip(RECORD_COLUMNS, cols, strict=True) if k in SUMMARY_COLUMNS}
+            out = {k: c for k, c in zip(_KERNEL_COLUMNS, cols, strict=True) if k in SUMMARY_COLUMNS}
+        if self.qpu is not None:
+            q_start = rows["q_start"][idx]
+            q_time = rows["q_time"][idx]
+            ran = ~np.isnan(q_start)
+            # the edge CPU's wait starts when the QPU job ends, not at the transmission's end
+            q_end = q_start[ran] + q_time[ran]
+            out["wait_compute"][ran] = rows["compute_start"][idx[ran]] - q_end
+            if self._full_rows:
+                out["wait_qpu"] = q_start - (rows["tx_start"][idx] + rows["tx_time"][idx])
+                out["qpu_time"] = q_time
+        elif self._full_rows:
+            out["wait_qpu"] = out["qpu_time"] = np.full(idx.shape[0], np.nan)
         budget = self.sc.vehicles.energy_budget
         if budget is not None:
             self.violations.energy_budget += int((out["energy"] > budget).sum())

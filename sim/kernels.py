@@ -408,9 +408,9 @@ def finish_tasks(
 
 
 PHASE_FIRST = 0  # waiting for the local CPU or the uplink
-PHASE_EDGE = 1  # transmitted (and through the QPU, if any), waiting for the edge CPU
+PHASE_EDGE = 1  # transmitted (and through its QPU job, if any), waiting for the edge CPU
 PHASE_DONE = 2  # completed or dropped
-PHASE_QPU = 3  # waiting for a QPU: a transmitted task with a QPU job, or a QPU-only job
+PHASE_QPU = 3  # transmitted, waiting for its QPU job
 
 
 @njit(cache=True)
@@ -525,20 +525,13 @@ def serve_epoch(
     drop,
     horizon,
 ):
-    """Push the tasks in flight through local CPUs, uplinks and edge CPUs (in place): the
-    pipeline of :func:`serve_pipeline` without QPUs, and with every task ready to be
-    served from its arrival."""
-    n = phase.shape[0]
-    no_site = np.full(n, -1, dtype=np.int64)
-    no_time = np.empty(0)
-    no_free = np.empty((0, 1))
-    no_count = np.empty(0, dtype=np.int64)
-    return serve_pipeline(
-        task_id,
+    """Push the tasks in flight through local CPUs, uplinks and edge CPUs (in place):
+    :func:`serve_front` then :func:`serve_edge`, with no QPU job and every task ready at
+    its arrival. Returns the number of tasks in PHASE_DONE."""
+    no_site = np.full(phase.shape[0], -1, dtype=np.int64)
+    serve_front(
         vehicle,
-        server,
         offload,
-        arrival,
         arrival,
         deadline,
         key,
@@ -550,8 +543,6 @@ def serve_epoch(
         status,
         drop_time,
         no_site,
-        no_time,
-        no_time,
         l_free,
         l_cores,
         l_last,
@@ -562,11 +553,25 @@ def serve_epoch(
         u_last,
         u_busy,
         u_fifo,
-        no_free,
-        no_count,
-        no_time,
-        no_time,
-        True,
+        t_known,
+        drop,
+        horizon,
+    )
+    return serve_edge(
+        task_id,
+        server,
+        deadline,
+        key,
+        tx_time,
+        compute_time,
+        tx_start,
+        compute_start,
+        phase,
+        status,
+        drop_time,
+        no_site,
+        tx_time,
+        tx_start,
         e_free,
         e_cores,
         e_last,
@@ -596,12 +601,9 @@ def _in_phase(phase, p):
 
 
 @njit(cache=True)
-def serve_pipeline(
-    task_id,
+def serve_front(
     vehicle,
-    server,
     offload,
-    arrival,
     ready,
     deadline,
     key,
@@ -613,8 +615,6 @@ def serve_pipeline(
     status,
     drop_time,
     q_site,
-    q_time,
-    q_start,
     l_free,
     l_cores,
     l_last,
@@ -625,32 +625,17 @@ def serve_pipeline(
     u_last,
     u_busy,
     u_fifo,
-    q_free,
-    q_cores,
-    q_last,
-    q_busy,
-    q_fifo,
-    e_free,
-    e_cores,
-    e_last,
-    e_busy,
-    e_fifo,
     t_known,
     drop,
     horizon,
 ):
-    """Push the rows in flight through local CPUs, uplinks, QPUs and edge CPUs (in place).
+    """The first stage of the tasks in PHASE_FIRST (in place): the local CPU, or the
+    uplink when ``offload``, entered at ``ready`` (the arrival, or later when the decision
+    waited, e.g. for a policy-inference job).
 
-    Rows are tasks or QPU-only jobs, numbered by ``task_id`` in order of arrival. A task
-    enters its first queue (local CPU, or uplink when ``offload``) at ``ready`` (its
-    arrival, or later when its decision waited); an offloaded task with a QPU job
-    (``q_site >= 0``) goes from the uplink to the QPUs of site ``q_site`` for ``q_time``,
-    then to the edge CPU of ``server``. A QPU-only job starts in PHASE_QPU, arrives at the
-    QPUs at ``ready`` and is done after them. ``phase`` moves through PHASE_FIRST,
-    PHASE_QPU, PHASE_EDGE and PHASE_DONE; ``tx_start``, ``q_start``, ``compute_start``,
-    ``status`` (1 = dropped) and ``drop_time`` are filled as decisions become final (see
-    :func:`serve_stage`). Without QPUs, ``q_site`` is all -1 and the QPU arrays may be
-    empty. Returns the number of rows in PHASE_DONE.
+    A local task goes to PHASE_DONE; a transmitted one to PHASE_QPU when it has a QPU job
+    (``q_site >= 0``: the QPU service serves it, see :mod:`sim.qpu_link`), else to
+    PHASE_EDGE.
     """
     n = phase.shape[0]
     n_local = 0
@@ -717,44 +702,45 @@ def serve_pipeline(
             status,
             drop_time,
         )
-        if q_free.shape[0]:
-            for j in range(n_up):
-                i = up[j]
-                if phase[i] == PHASE_EDGE and q_site[i] >= 0:
-                    phase[i] = PHASE_QPU
-    if q_free.shape[0]:
-        jobs = _in_phase(phase, PHASE_QPU)
-        if jobs.shape[0]:
-            q_arrival = np.empty(n)
-            for j in range(jobs.shape[0]):
-                i = jobs[j]
-                q_arrival[i] = tx_start[i] + tx_time[i] if offload[i] else ready[i]
-            jobs = _by_id(jobs, task_id)
-            _run_stage(
-                jobs,
-                q_site,
-                q_arrival,
-                q_time,
-                key,
-                deadline,
-                q_free,
-                q_cores,
-                q_last,
-                q_busy,
-                t_known,
-                q_fifo,
-                drop,
-                horizon,
-                q_start,
-                PHASE_EDGE,
-                phase,
-                status,
-                drop_time,
-            )
-            for j in range(jobs.shape[0]):
-                i = jobs[j]
-                if phase[i] == PHASE_EDGE and not offload[i]:
-                    phase[i] = PHASE_DONE  # a QPU-only job
+        for j in range(n_up):
+            i = up[j]
+            if phase[i] == PHASE_EDGE and q_site[i] >= 0:
+                phase[i] = PHASE_QPU
+
+
+@njit(cache=True)
+def serve_edge(
+    task_id,
+    server,
+    deadline,
+    key,
+    tx_time,
+    compute_time,
+    tx_start,
+    compute_start,
+    phase,
+    status,
+    drop_time,
+    q_site,
+    q_time,
+    q_start,
+    e_free,
+    e_cores,
+    e_last,
+    e_busy,
+    e_fifo,
+    t_known,
+    drop,
+    horizon,
+):
+    """The edge CPUs for the tasks in PHASE_EDGE (in place): a task arrives at the end of
+    its QPU job (``q_start + q_time``) when it has one (``q_site >= 0``), else at the end
+    of its transmission. Returns the number of tasks in PHASE_DONE.
+
+    Call it after every task whose QPU job starts before ``t_known`` has been moved to
+    PHASE_EDGE: a task still waiting for a QPU then reaches the edge after ``t_known``.
+    """
+    n = phase.shape[0]
     edge = _in_phase(phase, PHASE_EDGE)
     if edge.shape[0]:
         edge_arrival = np.empty(n)

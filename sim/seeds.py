@@ -21,6 +21,7 @@ STREAMS = (
     "policy",
     "placement",
     "twin",
+    "qpu_inputs",
 )
 
 

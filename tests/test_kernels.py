@@ -225,21 +225,47 @@ def test_stage_status_codes_are_distinct():
 
 
 # --------------------------------------------------------------------------- the pipeline
-_PENDING = 9  # a phase serve_pipeline never selects: rows not yet arrived
+_PENDING = 9  # a phase the kernels never select: tasks not yet arrived
+_PERIOD = 0.05  # federated rounds: one QPU-only job per site every _PERIOD
 
 
-def simpy_pipeline(rows, caps, fifo, drop):
-    """Local CPU or uplink, then QPU, then edge CPU, as SimPy PriorityResources."""
+def qpu_link(horizon, drop):
+    """Three QPU sites (edge servers 0 and 1, a cloud site for server 2), CLOPS timing."""
+    from qpu.config import QPUConfig
+    from sim.qpu_link import QPULink
+    from sim.seeds import SeedTree
+
+    cfg = QPUConfig(
+        timing={"clops": 2e4},
+        shots=40,
+        sites=[
+            {"location": "edge", "server": 0, "qpus": 1},
+            {"location": "edge", "server": 1, "qpus": 2},
+            {"location": "cloud", "qpus": 1},
+        ],
+        jobs={
+            "semantic_coding": {"enabled": True},
+            "federated_aggregation": {"enabled": True, "period": _PERIOD, "shots": 20},
+        },
+    )
+    return QPULink(cfg, 3, SeedTree(0), horizon, drop_expired=drop)
+
+
+def simpy_pipeline(rows, caps, fifo, drop, link, horizon):
+    """Local CPU or uplink, then the task's QPU job (FIFO per site), then the edge CPU,
+    with the periodic QPU-only jobs, as SimPy PriorityResources."""
+    from qpu.templates import KINDS
+
     env = simpy.Environment()
-    res = {
-        name: [simpy.PriorityResource(env, capacity=int(c)) for c in cs]
-        for name, cs in caps.items()
-    }
+    caps = {**caps, "qpu": [1, 2, 1]}
+    res = {k: [simpy.PriorityResource(env, capacity=int(c)) for c in cs] for k, cs in caps.items()}
     n = len(rows["ready"])
     out = {k: np.full(n, np.nan) for k in ("tx_start", "q_start", "compute_start", "drop_time")}
+    sem = KINDS.index("semantic_coding")
+    agg = KINDS.index("federated_aggregation")
 
-    def stage(i, name, q, service, col):
-        prio = 0.0 if fifo else rows["key"][i]
+    def stage(i, name, q, service, col, stage_fifo=fifo):
+        prio = 0.0 if stage_fifo else rows["key"][i]
         with res[name][q].request(priority=prio) as req:
             yield req
             if drop and env.now > rows["deadline"][i]:
@@ -249,127 +275,167 @@ def simpy_pipeline(rows, caps, fifo, drop):
             yield env.timeout(service)
         return True
 
-    def row(i):
+    def task(i):
         r = {k: v[i] for k, v in rows.items()}
         yield env.timeout(r["ready"])
-        if r["job"]:
-            yield from stage(i, "qpu", r["q_site"], r["q_time"], "q_start")
-            return
         if not r["offload"]:
             yield from stage(i, "local", r["vehicle"], r["compute_time"], "compute_start")
             return
         if not (yield from stage(i, "uplink", r["vehicle"], r["tx_time"], "tx_start")):
             return
-        if r["q_site"] >= 0 and not (
-            yield from stage(i, "qpu", r["q_site"], r["q_time"], "q_start")
-        ):
+        site = link.site_of_server[r["server"]]
+        q_time = float(link.service.job_time([sem], [site])[0])
+        if not (yield from stage(i, "qpu", site, q_time, "q_start", stage_fifo=True)):
             return
         yield from stage(i, "edge", r["server"], r["compute_time"], "compute_start")
 
+    def round_job(t, site):
+        yield env.timeout(t)
+        with res["qpu"][site].request(priority=0.0) as req:
+            yield req
+            yield env.timeout(float(link.service.job_time([agg], [site])[0]))
+
+    for t in np.arange(0.0, horizon, _PERIOD):
+        for site in range(3):
+            env.process(round_job(float(t), site))
     for i in np.argsort(rows["ready"], kind="stable"):
-        env.process(row(int(i)))
+        env.process(task(int(i)))
     env.run()
     return out
 
 
-def pipeline_rows(seed, n, n_vehicles, n_servers, n_sites):
+def pipeline_rows(seed, n, n_vehicles, n_servers):
     rng = np.random.default_rng(seed)
     arrival = np.sort(rng.uniform(0, n * 0.004, n))
-    job = rng.random(n) < 0.2  # QPU-only jobs (e.g. aggregation rounds)
-    offload = (rng.random(n) < 0.7) & ~job  # a QPU-only job is not offloaded
+    offload = rng.random(n) < 0.7
     return {
         "task_id": np.arange(n, dtype=np.int64),
         "vehicle": rng.integers(0, n_vehicles, n),
-        "server": rng.integers(0, n_servers, n),
+        "server": np.where(offload, rng.integers(0, n_servers, n), -1),
         "offload": offload,
-        "job": job,
         "arrival": arrival,
         # decisions that waited (e.g. for a policy-inference job) make tasks ready later
         "ready": arrival + np.where(rng.random(n) < 0.3, rng.uniform(0, 0.01, n), 0.0),
-        "deadline": arrival + rng.uniform(0.02, 0.2, n),
+        "deadline": arrival + rng.uniform(0.03, 0.3, n),
         "key": rng.normal(size=n),
         "tx_time": rng.exponential(0.01, n),
-        "compute_time": np.where(job, 0.0, rng.exponential(0.006, n)),
-        "q_site": np.where(
-            job | (offload & (rng.random(n) < 0.6)), rng.integers(0, n_sites, n), -1
-        ),
-        "q_time": rng.exponential(0.004, n),
+        "compute_time": rng.exponential(0.006, n),
     }
 
 
-def pipeline_in_epochs(rows, caps, fifo, drop, epoch):
-    """serve_pipeline fed epoch by epoch, rows joining when they arrive, as in the engine."""
-    from sim.kernels import PHASE_DONE, PHASE_FIRST, PHASE_QPU, serve_pipeline
+def pipeline_in_epochs(rows, caps, fifo, drop, epoch, link, horizon):
+    """serve_front, the QPU link and serve_edge, epoch by epoch, tasks joining when they
+    arrive, as in the engine."""
+    from sim.kernels import PHASE_DONE, PHASE_FIRST, serve_edge, serve_front
 
     n = len(rows["ready"])
     state = {}
     for name, cs in caps.items():
         cs = np.asarray(cs, dtype=np.int64)
         state[name] = (np.zeros((len(cs), int(cs.max()))), cs, np.zeros(len(cs)), np.zeros(len(cs)))
-    out = {k: np.full(n, np.nan) for k in ("tx_start", "q_start", "compute_start", "drop_time")}
-    phase = np.full(n, _PENDING, dtype=np.int8)
-    status = np.zeros(n, dtype=np.int8)
+    rows = dict(rows)
+    rows.update(
+        tx_start=np.full(n, np.nan),
+        compute_start=np.full(n, np.nan),
+        drop_time=np.full(n, np.nan),
+        phase=np.full(n, _PENDING, dtype=np.int8),
+        status=np.zeros(n, dtype=np.int8),
+        q_site=link.task_sites(rows["server"]),
+        q_job=np.full(n, -1, dtype=np.int64),
+        q_start=np.full(n, np.nan),
+        q_time=np.full(n, np.nan),
+    )
     t = 0.0
     while True:
         t1 = t + epoch
-        new = (rows["arrival"] >= t) & (rows["arrival"] < t1)
-        phase[new] = np.where(rows["job"][new], PHASE_QPU, PHASE_FIRST)
-        last_round = t1 > rows["arrival"].max()
-        serve_pipeline(
-            rows["task_id"], rows["vehicle"], rows["server"], rows["offload"],
-            rows["arrival"], rows["ready"], rows["deadline"], rows["key"],
-            rows["tx_time"], rows["compute_time"], out["tx_start"], out["compute_start"],
-            phase, status, out["drop_time"], rows["q_site"], rows["q_time"], out["q_start"],
-            *state["local"], fifo, *state["uplink"], fifo, *state["qpu"], fifo,
-            *state["edge"], fifo, math.inf if last_round else t1, drop, 1e18,
+        rows["phase"][(rows["arrival"] >= t) & (rows["arrival"] < t1)] = PHASE_FIRST
+        link.submit_rounds(t, t1)
+        t_known = math.inf if t1 >= horizon else t1
+        r = rows
+        serve_front(
+            r["vehicle"], r["offload"], r["ready"], r["deadline"], r["key"], r["tx_time"],
+            r["compute_time"], r["tx_start"], r["compute_start"], r["phase"], r["status"],
+            r["drop_time"], r["q_site"], *state["local"], fifo, *state["uplink"], fifo,
+            t_known, drop, 1e18,
         )  # fmt: skip
-        if last_round:
+        link.resolve(rows, t_known)
+        serve_edge(
+            r["task_id"], r["server"], r["deadline"], r["key"], r["tx_time"], r["compute_time"],
+            r["tx_start"], r["compute_start"], r["phase"], r["status"], r["drop_time"],
+            r["q_site"], r["q_time"], r["q_start"], *state["edge"], fifo, t_known, drop, 1e18,
+        )  # fmt: skip
+        if t_known == math.inf:
             break
         t = t1
-    assert np.all(phase == PHASE_DONE)
-    assert np.array_equal(status == 1, ~np.isnan(out["drop_time"]))
-    return out, state
+    assert np.all(rows["phase"] == PHASE_DONE)
+    assert np.array_equal(rows["status"] == 1, ~np.isnan(rows["drop_time"]))
+    return rows
 
 
 @pytest.mark.parametrize("fifo", [True, False])
 @pytest.mark.parametrize("drop", [False, True])
 @pytest.mark.parametrize("epoch", [0.013, 0.25, 1e9])
 def test_pipeline_with_qpus_matches_simpy(fifo, drop, epoch):
-    caps = {"local": [1] * 6, "uplink": [1] * 6, "qpu": [1, 2], "edge": [2, 1, 1]}
-    rows = pipeline_rows(5, 700, 6, 3, 2)
-    ref = simpy_pipeline(rows, caps, fifo, drop)
-    got, state = pipeline_in_epochs(rows, caps, fifo, drop, epoch)
+    caps = {"local": [1] * 6, "uplink": [1] * 6, "edge": [2, 1, 1]}
+    rows = pipeline_rows(5, 700, 6, 3)
+    horizon = 2.8  # all tasks arrive before it; rounds stop at it
+    link = qpu_link(horizon, drop)
+    ref = simpy_pipeline(rows, caps, fifo, drop, link, horizon)
+    got = pipeline_in_epochs(rows, caps, fifo, drop, min(epoch, horizon), link, horizon)
     for col in ("tx_start", "q_start", "compute_start", "drop_time"):
         np.testing.assert_allclose(got[col], ref[col], rtol=1e-12, atol=1e-12, err_msg=col)
-    served = ~np.isnan(got["q_start"])
-    assert served.sum() > 100 and (served & ~rows["job"]).any()  # both kinds used the QPUs
-    busy = state["qpu"][3].sum()
-    np.testing.assert_allclose(busy, rows["q_time"][served].sum(), rtol=1e-9)
+    assert (~np.isnan(got["q_start"])).sum() > 200  # tasks used the QPUs
+    jobs = link.table()
+    rounds = jobs["kind"] == "federated_aggregation"
+    assert rounds.sum() == 3 * math.ceil(horizon / _PERIOD - 1e-9)
     if drop:
         assert (~np.isnan(got["drop_time"])).sum() > 5
+        assert (jobs["status"][~rounds] == 1).any()  # some drops happened at the QPUs
 
 
-def test_serve_epoch_is_the_pipeline_without_qpus():
-    """The three-stage entry point gives the pipeline's times when no row uses a QPU."""
-    from sim.kernels import PHASE_FIRST, serve_epoch
+def test_serve_epoch_is_front_then_edge_without_qpus():
+    """The three-stage entry point gives the split kernels' times when no task has a job."""
+    from sim.kernels import PHASE_DONE, PHASE_FIRST, serve_edge, serve_epoch, serve_front
 
-    caps = {"local": [1] * 4, "uplink": [1] * 4, "qpu": [1], "edge": [2, 1]}
-    rows = pipeline_rows(8, 300, 4, 2, 1)
-    rows["job"][:] = False
-    rows["q_site"][:] = -1
-    rows["ready"] = rows["arrival"].copy()
-    ref, _ = pipeline_in_epochs(rows, caps, True, True, 1e9)
-    n = 300
-    out = {k: np.full(n, np.nan) for k in ("tx_start", "compute_start", "drop_time")}
-    phase = np.full(n, PHASE_FIRST, dtype=np.int8)
-    status = np.zeros(n, dtype=np.int8)
-    st = {k: (np.zeros((len(c), max(c))), np.asarray(c), np.zeros(len(c)), np.zeros(len(c)))
-          for k, c in caps.items()}  # fmt: skip
-    serve_epoch(
-        rows["task_id"], rows["vehicle"], rows["server"], rows["offload"], rows["arrival"],
-        rows["deadline"], rows["key"], rows["tx_time"], rows["compute_time"],
-        out["tx_start"], out["compute_start"], phase, status, out["drop_time"],
-        *st["local"], True, *st["uplink"], True, *st["edge"], True, math.inf, True, 1e18,
-    )  # fmt: skip
-    for col in out:
-        np.testing.assert_array_equal(out[col], ref[col])
+    caps = {"local": [1] * 4, "uplink": [1] * 4, "edge": [2, 1]}
+    base = pipeline_rows(8, 300, 4, 2)
+    base["ready"] = base["arrival"].copy()
+    results = []
+    for split in (False, True):
+        r = {k: v.copy() for k, v in base.items()}
+        n = 300
+        r.update(
+            tx_start=np.full(n, np.nan),
+            compute_start=np.full(n, np.nan),
+            drop_time=np.full(n, np.nan),
+            phase=np.full(n, PHASE_FIRST, dtype=np.int8),
+            status=np.zeros(n, dtype=np.int8),
+        )
+        st = {k: (np.zeros((len(c), max(c))), np.asarray(c), np.zeros(len(c)), np.zeros(len(c)))
+              for k, c in caps.items()}  # fmt: skip
+        if split:
+            none = np.full(n, -1, dtype=np.int64)
+            serve_front(
+                r["vehicle"], r["offload"], r["arrival"], r["deadline"], r["key"],
+                r["tx_time"], r["compute_time"], r["tx_start"], r["compute_start"],
+                r["phase"], r["status"], r["drop_time"], none, *st["local"], True,
+                *st["uplink"], True, math.inf, True, 1e18,
+            )  # fmt: skip
+            serve_edge(
+                r["task_id"], r["server"], r["deadline"], r["key"], r["tx_time"],
+                r["compute_time"], r["tx_start"], r["compute_start"], r["phase"],
+                r["status"], r["drop_time"], none, r["tx_time"], r["tx_start"],
+                *st["edge"], True, math.inf, True, 1e18,
+            )  # fmt: skip
+        else:
+            serve_epoch(
+                r["task_id"], r["vehicle"], r["server"], r["offload"], r["arrival"],
+                r["deadline"], r["key"], r["tx_time"], r["compute_time"], r["tx_start"],
+                r["compute_start"], r["phase"], r["status"], r["drop_time"],
+                *st["local"], True, *st["uplink"], True, *st["edge"], True, math.inf, True,
+                1e18,
+            )  # fmt: skip
+        assert np.all(r["phase"] == PHASE_DONE)
+        results.append(r)
+    for col in ("tx_start", "compute_start", "drop_time"):
+        np.testing.assert_array_equal(results[0][col], results[1][col])

@@ -44,6 +44,8 @@ def small_run(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         "tx_start": arrival + np.nan_to_num(wait_up),
         "tx_time": tx_time,
         "wait_uplink": wait_up,
+        "wait_qpu": np.full(n, np.nan),
+        "qpu_time": np.full(n, np.nan),
         "compute_start": arrival,
         "wait_compute": wait_c,
         "compute_time": compute_time,
