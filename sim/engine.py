@@ -167,7 +167,10 @@ class Engine:
         env.process(self._clock(env))
         if self.twin is not None:
             env.process(self.twin.process(env))
-        env.run()
+        try:
+            env.run()
+        finally:
+            self.world.close()  # e.g. a SUMO simulation stepped by the mobility model
         self._serve(math.inf)  # drain what is still queued at the horizon
         if self.inflight and self.inflight["task_id"].shape[0]:
             raise SimError("tasks left unserved after the drain")  # pragma: no cover

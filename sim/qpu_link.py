@@ -18,7 +18,8 @@ reaches the edge after ``t_known``, so no edge decision taken before it is prema
 
 With a computing backend (``exact``, ``aer``, ``aer-noisy:...``, ``ibm:...``) the jobs
 that ran are executed on it, one submission per kind and epoch, with inputs drawn from the
-run's ``qpu_inputs`` stream; ``timing-only`` computes nothing.
+run's ``qpu_inputs`` stream and, per kind, one set of weights drawn from it at the start;
+``timing-only`` computes nothing.
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ class QPULink:
         self._n_sites = len(cfg.sites)
         self.backend = None if cfg.backend == "timing-only" else make_backend(cfg.backend, seeds)
         self._inputs = seeds.generator("qpu_inputs") if self.backend is not None else None
+        # each kind runs with one set of trained weights, drawn once per run
+        self._weights = (
+            {
+                k: self._inputs.uniform(0.0, 2.0 * math.pi, svc.templates[k].n_weights)
+                for k in svc.kinds
+            }
+            if self.backend is not None
+            else {}
+        )
         self._executed = 0  # jobs [0, _executed) were sent to the backend or skipped
 
     # ------------------------------------------------------------------ tasks
@@ -168,9 +178,10 @@ class QPULink:
         kinds = core.column("kind")[ids]
         for code in np.unique(kinds):
             batch = ids[kinds == code]
-            template = self.service.templates[KINDS[int(code)]]
+            kind = KINDS[int(code)]
+            template = self.service.templates[kind]
             inputs = self._inputs.uniform(0.0, math.pi, (batch.size, template.n_inputs))
-            self.service.execute(self.backend, batch, inputs)
+            self.service.execute(self.backend, batch, inputs, self._weights[kind])
 
     def drain(self) -> None:
         self.service.drain()

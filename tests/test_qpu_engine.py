@@ -1,0 +1,117 @@
+"""The QPU service inside the engine: semantic-coding jobs between the uplink and the edge
+CPU, periodic jobs, the per-job table and the summary's QPU figures.
+
+The queue times themselves are checked against SimPy in tests/test_kernels.py; here the
+engine's use of them is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import run_table, scenario
+
+from qpu.templates import KINDS
+
+SITES = [{"location": "edge", "server": 0, "qpus": 1}, {"location": "cloud", "qpus": 2}]
+
+
+def qpu_scenario(horizon="4 s", **qpu):
+    cfg = {
+        "timing": {"clops": 3e4},
+        "shots": 50,
+        "sites": SITES,
+        "jobs": {
+            "semantic_coding": {"enabled": True},
+            "federated_aggregation": {"enabled": True, "period": "0.5 s"},
+        },
+    }
+    cfg.update(qpu)
+    return scenario(engine={"horizon": horizon}, policy="nearest", qpu=cfg)
+
+
+@pytest.fixture(scope="module")
+def run():
+    sc = qpu_scenario()
+    table, result = run_table(sc)
+    return sc, table, result
+
+
+def test_offloaded_tasks_wait_for_their_semantic_coding_job(run):
+    sc, t, result = run
+    jobs = result.series["qpu_jobs"]
+    sem = jobs["kind"] == "semantic_coding"
+    off = t[t.offload]
+    assert len(off) > 100 and sem.sum() == len(off)  # one job per offloaded task
+    done = off[off.status == 0]
+    tx_end = done.tx_start + done.tx_time
+    q_start = tx_end + done.wait_qpu
+    # the job starts after the transmission, the edge CPU after the job
+    assert (done.wait_qpu >= 0).all()
+    assert np.allclose(done.compute_start, q_start + done.qpu_time + done.wait_compute, atol=1e-12)
+    assert (done.wait_compute >= -1e-12).all()
+    # unbatched jobs last exactly their single-job time at their site
+    from sim.qpu_link import QPULink
+    from sim.seeds import SeedTree
+
+    link = QPULink(sc.qpu, 2, SeedTree(0), sc.engine.horizon)
+    sites = link.task_sites(done.server.to_numpy().astype(np.int64))
+    want = link.service.job_time(np.full(len(done), KINDS.index("semantic_coding")), sites)
+    np.testing.assert_allclose(done.qpu_time, want, rtol=1e-12)
+    # local tasks have no QPU job
+    assert t[~t.offload].wait_qpu.isna().all() and t[~t.offload].qpu_time.isna().all()
+
+
+def test_latency_includes_the_qpu_and_the_draws_do_not_change(run):
+    sc, with_qpu, _ = run
+    without, _ = run_table(sc.model_copy(update={"qpu": None}))
+    for col in ("task_id", "vehicle", "arrival", "size_bits", "cycles", "server"):
+        np.testing.assert_array_equal(with_qpu[col], without[col])
+    both = (with_qpu.status == 0) & (without.status == 0) & with_qpu.offload
+    extra = with_qpu.latency[both] - without.latency[both]
+    assert (extra >= with_qpu.qpu_time[both] - 1e-12).all()
+
+
+def test_periodic_jobs_and_summary_figures(run):
+    sc, t, result = run
+    jobs = result.series["qpu_jobs"]
+    rounds = jobs["kind"] == "federated_aggregation"
+    assert rounds.sum() == len(SITES) * math.ceil(sc.engine.horizon / 0.5)
+    np.testing.assert_allclose(np.sort(np.unique(jobs["submit"][rounds])), np.arange(0, 4, 0.5))
+    extra = result.extra()
+    assert extra["qpu_jobs"] == len(jobs["kind"])
+    assert extra["qpu_completed"] + extra["qpu_dropped"] + extra["qpu_rejected"] == len(
+        jobs["kind"]
+    )
+    done = t[(t.status == 0) & t.offload & (t.arrival >= sc.engine.warmup)]
+    assert extra["qpu_time_mean"] == pytest.approx(done.qpu_time.mean(), rel=1e-9)
+    assert extra["wait_qpu_mean"] == pytest.approx(done.wait_qpu.mean(), rel=1e-9)
+    busy = np.nansum(jobs["execution"])
+    assert sum(extra[k] for k in extra if k == "qpu_busy_time_mean") * 3 == pytest.approx(busy)
+
+
+def test_a_rejected_job_drops_its_task():
+    sc = qpu_scenario(admission_limit=0, sites=[{"location": "cloud", "qpus": 1}])
+    t, result = run_table(sc)
+    jobs = result.series["qpu_jobs"]
+    rejected = (jobs["kind"] == "semantic_coding") & (jobs["status"] == 2)
+    assert rejected.sum() > 10
+    lost = t[t.offload & (t.status == 1) & t.tx_start.notna() & t.wait_qpu.isna()]
+    assert len(lost) == rejected.sum()
+    assert t.latency[t.status == 1].isna().all()
+
+
+def test_an_exact_backend_runs_the_jobs():
+    sc = qpu_scenario(horizon="0.5 s", backend="exact")
+    _, result = run_table(sc)
+    assert result.extra()["qpu_backend_failures"] == 0
+    assert result.extra()["qpu_completed"] > 0
+
+
+def test_a_bad_qpu_site_is_one_clear_error():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"qpu.sites\[0\].server is 7.*allowed: 0..1"):
+        qpu_scenario(sites=[{"location": "edge", "server": 7}])
