@@ -86,8 +86,6 @@ class _EngineRunner:
             self._to_env.put(("aborted", None))
         except BaseException as exc:  # handed to the environment's thread
             self._to_env.put(("error", exc))
-        finally:
-            self.engine.world.close()
 
     def exchange(self, obs: Observation) -> Actions:
         """Engine thread: hand ``obs`` over and wait for the actions."""
