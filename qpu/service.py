@@ -811,14 +811,25 @@ def queue_length(core: QueueCore, site: int) -> tuple[np.ndarray, np.ndarray]:
     """The number of jobs waiting at ``site`` as a step function: ``(times, length)``,
     ``length[j]`` holding from ``times[j]`` on. Admitted jobs wait from their arrival to
     their start (or their drop)."""
-    s = core.column("site") == site
-    status = core.column("status")[s]
-    admitted = status != REJECTED
-    arrive = core.column("arrival")[s][admitted]
-    st = status[admitted]
-    leave = np.where(
-        st == COMPLETED, core.column("start")[s][admitted], core.column("end")[s][admitted]
+    return waiting_steps(
+        core.column("site") == site,
+        core.column("status"),
+        core.column("arrival"),
+        core.column("start"),
+        core.column("end"),
     )
+
+
+def waiting_steps(
+    mask: np.ndarray, status: np.ndarray, arrival: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`queue_length` of the jobs selected by ``mask``, from job columns (as in the
+    per-job table: ``arrival`` is its ``submit``)."""
+    status = status[mask]
+    admitted = status != REJECTED
+    arrive = arrival[mask][admitted]
+    st = status[admitted]
+    leave = np.where(st == COMPLETED, start[mask][admitted], end[mask][admitted])
     leave = np.where(st == PENDING, np.inf, leave)
     times = np.concatenate([arrive, leave])
     step = np.concatenate([np.ones(arrive.size, np.int64), -np.ones(leave.size, np.int64)])

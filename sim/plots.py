@@ -363,13 +363,18 @@ def _fig_latency_hist(scan: _TableScan) -> Figure:
 
 
 def _fig_latency_breakdown(summary: Mapping[str, Any]) -> Figure:
-    parts = (
-        ("wait_uplink_mean", "uplink wait\n(offloaded)"),
-        ("tx_time_mean", "transmission\n(offloaded)"),
-        ("wait_compute_mean", "compute wait\n(not dropped)"),
-        ("compute_time_mean", "computation\n(not dropped)"),
-    )
-    values = [_number(summary.get(k)) for k, _ in parts]
+    parts = [
+        ("wait_uplink_mean", "uplink wait\n(offloaded)", _OFFLOADED),
+        ("tx_time_mean", "transmission\n(offloaded)", _OFFLOADED),
+        ("wait_compute_mean", "compute wait\n(not dropped)", "tab:green"),
+        ("compute_time_mean", "computation\n(not dropped)", "tab:green"),
+    ]
+    if _number(summary.get("qpu_time_mean")) is not None:  # runs with QPU jobs
+        parts[2:2] = [
+            ("wait_qpu_mean", "QPU wait\n(QPU jobs)", "tab:purple"),
+            ("qpu_time_mean", "QPU execution\n(QPU jobs)", "tab:purple"),
+        ]
+    values = [_number(summary.get(k)) for k, _, _ in parts]
     mean = _number(summary.get("latency_mean"))
     known = [v for v in [*values, mean] if v is not None]
     fig = _new_figure(left=0.2)
@@ -381,11 +386,10 @@ def _fig_latency_breakdown(summary: Mapping[str, Any]) -> Figure:
     scale, unit = _time_unit(max(known))
     y = np.arange(len(parts))
     shown = [0.0 if v is None else v * scale for v in values]
-    colours = [_OFFLOADED, _OFFLOADED, "tab:green", "tab:green"]
-    ax.barh(y, shown, color=colours, alpha=0.85)
+    ax.barh(y, shown, color=[c for _, _, c in parts], alpha=0.85)
     for yi, v, raw in zip(y, shown, values, strict=True):
         ax.text(v, yi, "  n/a" if raw is None else f"  {v:.3g} {unit}", va="center", fontsize=10)
-    ax.set_yticks(y, [label for _, label in parts])
+    ax.set_yticks(y, [label for _, label, _ in parts])
     ax.invert_yaxis()
     if mean is not None:
         ax.axvline(

@@ -115,3 +115,19 @@ def test_a_bad_qpu_site_is_one_clear_error():
 
     with pytest.raises(ValidationError, match=r"qpu.sites\[0\].server is 7.*allowed: 0..1"):
         qpu_scenario(sites=[{"location": "edge", "server": 7}])
+
+
+def test_qpu_figures_come_from_the_job_table(run, tmp_path):
+    from qpu.plots import FIGURES, _utilisation, plot_qpu_jobs
+
+    sc, _, result = run
+    jobs = result.series["qpu_jobs"]
+    util = _utilisation(jobs, sc.engine.horizon)
+    extra = result.extra()
+    assert util.mean() == pytest.approx(extra["qpu_utilisation_mean"], rel=1e-9)
+    assert util.max() == pytest.approx(extra["qpu_utilisation_max"], rel=1e-9)
+    paths = plot_qpu_jobs(jobs, sc.engine.horizon, tmp_path)
+    assert sorted(p.name for p in paths) == sorted(
+        f"{name}.{ext}" for name in FIGURES for ext in ("png", "svg")
+    )
+    assert all(p.stat().st_size > 1000 for p in paths)
