@@ -143,10 +143,13 @@ def run_scenario(
             write_json_atomic(out_dir / "summary.json", summary, durable)
             edges, counts = sink.summary.latency_histogram()
             write_histogram(out_dir / "latency_hist.npz", edges, counts, durable)
+            for name, columns in result.series.items():
+                write_series(out_dir / f"{name}.parquet", columns, durable)
             if scenario.output.plots:
                 from sim.plots import plot_run
 
                 plot_run(out_dir, table, summary, (edges, counts))
+                _plot_extras(out_dir / "figures", scenario, result.series, table, seed_path)
     except BaseException as exc:
         if write:
             assert out_dir is not None
@@ -171,6 +174,39 @@ def run_scenario(
             durable,
         )
     return RunResult(out_dir if write else None, summary)
+
+
+def write_series(path: Path, columns: Mapping[str, Any], durable: bool = True) -> Path:
+    """Write one of the engine's tables (e.g. ``qpu_jobs``, ``twin_sync``) as Parquet,
+    atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sim.provenance import write_bytes_atomic
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(dict(columns)), sink)
+    return write_bytes_atomic(path, sink.getvalue().to_pybytes(), durable)
+
+
+def _plot_extras(figures: Path, scenario, series, table: Path | None, seed_path) -> None:
+    """The figures of the parts a run may have: QPU jobs, the twin, SUMO road maps."""
+    horizon = float(scenario.engine.horizon)
+    if "qpu_jobs" in series:
+        from qpu.plots import plot_qpu_jobs
+
+        plot_qpu_jobs(series["qpu_jobs"], horizon, figures)
+    if scenario.twin.enabled and "twin_sync" in series:
+        from sim.twin_plots import plot_twin_series
+
+        plot_twin_series(series, horizon, scenario.twin.model_dump(), figures)
+    if table is not None:
+        from sim.config import SUMO_MODELS
+
+        if scenario.mobility.model in SUMO_MODELS:
+            from sim.sumo_plots import plot_sumo_run
+
+            plot_sumo_run(figures, scenario, table, seed_path)
 
 
 def failure_line(exc: BaseException) -> str:
