@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import SimError
+from sim.train import ARGUMENTS as TRAIN_ARGUMENTS
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIO = Path("scenarios") / "quickstart.yaml"
@@ -287,6 +288,18 @@ def validate(args: argparse.Namespace) -> int:
             f"policy {s.policy.id})"
         )
     return status
+
+
+@command(
+    "train",
+    "train DDPG and Q-DDPG on a scenario: checkpoints, training logs, saved agents",
+    *(arg(*names, **options) for names, options in TRAIN_ARGUMENTS),
+)
+def train(args: argparse.Namespace) -> int:
+    """Train the agents of a scenario or training file (see :mod:`sim.train`)."""
+    from sim.train import run as run_training
+
+    return run_training(args)
 
 
 @command("schema", "print the JSON Schema of scenario files")

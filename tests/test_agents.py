@@ -5,21 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from conftest import run_table, scenario
+from qiskit.quantum_info import Statevector
+from stable_baselines3.common.logger import Logger
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("stable_baselines3")
-
-import gymnasium as gym  # noqa: E402
-from qiskit.quantum_info import Statevector  # noqa: E402
-from stable_baselines3.common.logger import Logger  # noqa: E402
-
-from models.agents.ddpg import DdpgParams, build_agent, trainable_parameters  # noqa: E402
-from models.quantum_actor import PcaAngles, PqcLayer, QuantumActorNet  # noqa: E402
-from models.training import TrainConfig, train_one  # noqa: E402
-from qpu.templates import policy_inference  # noqa: E402
+from models.agents.ddpg import DdpgParams, build_agent, trainable_parameters
+from models.quantum_actor import PcaAngles, PqcLayer, QuantumActorNet
+from models.training import TrainConfig, train_one
+from qpu.templates import policy_inference
 
 torch.set_num_threads(1)
 REPO_RL = Path(__file__).resolve().parent.parent / "scenarios" / "rl" / "quickstart.yaml"

@@ -6,9 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import run_table, scenario
-
-pytest.importorskip("gymnasium")
-
 from gymnasium.utils.env_checker import check_env
 
 from models.agents.mdp import EpochLedger, MdpParams, MdpSpec, decode_actions

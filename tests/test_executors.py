@@ -134,7 +134,7 @@ def test_an_unknown_executor_is_a_clear_error():
 
 
 # --------------------------------------------------------------------------- Ray
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402  (the Ray tests, after the executors' own)
 
 
 @pytest.fixture(scope="module")
