@@ -131,3 +131,19 @@ def test_qpu_figures_come_from_the_job_table(run, tmp_path):
         f"{name}.{ext}" for name in FIGURES for ext in ("png", "svg")
     )
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_a_run_writes_the_job_table_and_the_qpu_figures(tmp_path):
+    import pyarrow.parquet as pq
+
+    from sim.runner import run_scenario
+
+    sc = qpu_scenario(horizon="1 s")
+    run_scenario(sc, out_dir=tmp_path / "run", quiet=True)
+    stored = pq.read_table(tmp_path / "run" / "qpu_jobs.parquet").to_pydict()
+    _, result = run_table(sc)
+    jobs = result.series["qpu_jobs"]
+    assert stored["job_id"] == jobs["job_id"].tolist()
+    np.testing.assert_array_equal(stored["end"], jobs["end"])
+    for name in ("qpu_utilisation", "qpu_queue_length", "qpu_wait", "latency_breakdown"):
+        assert (tmp_path / "run" / "figures" / f"{name}.png").exists()

@@ -483,3 +483,17 @@ def test_a_resolved_configuration_with_a_twin_and_a_profile_loads_again(name):
     sc = scenario(tasks={"rate_profile": PROFILES[name]}, twin={"enabled": True})
     again = Scenario.model_validate(sc.model_dump(mode="json"))
     assert again == sc
+
+
+def test_a_run_writes_the_twin_series_and_figures(tmp_path):
+    import pyarrow.parquet as pq
+
+    from sim.runner import run_scenario
+
+    sc = scenario(engine={"horizon": 2.0}, twin={"enabled": True}, policy="twin-greedy")
+    result = run_scenario(sc, out_dir=tmp_path / "run", quiet=True)
+    sync = pq.read_table(tmp_path / "run" / "twin_sync.parquet")
+    assert sync.num_rows == result.summary["twin_syncs"] >= round(2.0 / sc.twin.sync_period) - 1
+    assert (tmp_path / "run" / "twin_rate.parquet").exists()
+    for name in ("twin_aoi", "twin_rate"):
+        assert (tmp_path / "run" / "figures" / f"{name}.png").exists()
