@@ -19,22 +19,12 @@ for the first A qubits, with trainable ``w`` (initially 2) and ``b`` (initially 
 from __future__ import annotations
 
 import math
-from functools import cached_property
 
 import numpy as np
 import torch
 from torch import nn
 
 from qpu.statevector import PolicyCircuit
-
-
-class _Circuit(PolicyCircuit):
-    """:class:`~qpu.statevector.PolicyCircuit` with its CZ sign pattern computed once (the
-    base class recomputes it at every evaluation, which costs as much as a small batch)."""
-
-    @cached_property
-    def negative(self) -> np.ndarray:  # type: ignore[override]
-        return PolicyCircuit.negative.fget(self)  # type: ignore[attr-defined]
 
 
 class PqcExpectation(torch.autograd.Function):
@@ -63,7 +53,7 @@ class PqcLayer(nn.Module):
         self, n_qubits: int = 6, layers: int = 1, gamma: float = 1.0, entanglement: str = "ring"
     ) -> None:
         super().__init__()
-        self.circuit = _Circuit(n_qubits, layers, gamma, entanglement)
+        self.circuit = PolicyCircuit(n_qubits, layers, gamma, entanglement)
         init = torch.empty(self.circuit.n_weights, dtype=torch.float64).uniform_(-math.pi, math.pi)
         self.theta = nn.Parameter(init)
 

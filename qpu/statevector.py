@@ -25,6 +25,7 @@ parameter-shift rule, which the tests check.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numba import njit
@@ -313,9 +314,10 @@ class PolicyCircuit:
     def n_weights(self) -> int:
         return self.n_qubits * (self.layers + 1)
 
-    @property
+    @cached_property
     def negative(self) -> np.ndarray:
-        """Basis states with an odd number of CZ pairs in state |11> (negated by a layer)."""
+        """Basis states with an odd number of CZ pairs in state |11> (negated by a layer);
+        computed once per circuit."""
         z = np.arange(1 << self.n_qubits)
         parity = np.zeros(z.shape, dtype=np.int64)
         for a, b in entangler_pairs(self.n_qubits, self.entanglement):
