@@ -5,7 +5,9 @@
    replications) through the process pool with 1 worker and with 2 workers, one after the
    other in this process: speed-up = wall(1 worker) / wall(2 workers), target >= 1.8 on
    two cores. Both start with the compiled kernels loaded (an untimed warm-up), and the two
-   runs tables are checked to be byte-identical.
+   runs tables are checked to be byte-identical. For reference, the same ratio for two
+   independent processes running a plain CPU-bound loop: the most any pool can reach on
+   this machine.
 2. Store overhead: the same short runs simulated in a plain loop (``run_scenario`` with
    ``write=False``: engine and summary only) and as an in-process sweep into a results
    folder (staging, provenance, config, summary, histogram, fsyncs, renames, manifest and
@@ -130,6 +132,29 @@ def overhead(folder: Path, horizon: str, runs: int, forced: bool) -> dict[str, A
     }
 
 
+def _busy_loop(n: int) -> float:
+    """CPU seconds of a plain Python loop of ``n`` additions."""
+    t = time.process_time()
+    s = 0
+    for i in range(n):
+        s += i
+    return time.process_time() - t
+
+
+def machine_ceiling(n: int = 20_000_000) -> dict[str, float]:
+    """The speed-up two independent processes get on this machine: the same CPU-bound loop
+    alone, then twice at once in two processes. On two independent cores it is 2; when the
+    two CPUs share a physical core or a host, less, and no pool can do better."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    alone = timed(lambda: _busy_loop(n))[0]
+    with ProcessPoolExecutor(2) as pool:
+        pool.submit(_busy_loop, 1000).result()  # start both workers first
+        pool.submit(_busy_loop, 1000).result()
+        pair = timed(lambda: list(pool.map(_busy_loop, [n, n])))[0]
+    return {"alone": alone, "pair": pair, "speedup": 2 * alone / pair}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs")
@@ -160,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"   cores busy, 2 vs 1 worker: {cpu_ratio:.2f}x (below 2 when other processes "
             "share the CPUs; see the load average)"
+        )
+        c = machine_ceiling()
+        results["machine_ceiling"] = c
+        print(
+            f"   ceiling of this machine: two independent processes run a CPU-bound loop "
+            f"{c['speedup']:.2f}x as fast as one ({c['alone']:.2f} s alone, "
+            f"{c['pair']:.2f} s for two at once)"
         )
         print("\n2. store overhead per run (in-process sweep minus plain runs)")
         for forced in (False, True):
