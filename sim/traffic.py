@@ -162,6 +162,15 @@ class RateProfile:
         return self._cumulative(t1, vehicle) - self._cumulative(t0, vehicle)
 
 
+_COLUMNS = ("task_id", "vehicle", "arrival", "size_bits", "cycles", "deadline", "priority")
+
+
+def _empty_batch() -> dict[str, np.ndarray]:
+    """An epoch without arrivals: the columns of :meth:`TaskSource.sample`, empty."""
+    empty_f, empty_i = np.empty(0), np.empty(0, dtype=np.int64)
+    return {c: empty_i if c in ("task_id", "vehicle") else empty_f for c in _COLUMNS}
+
+
 class TaskSource:
     """Draws the tasks of each epoch from the ``arrivals`` and ``task_sizes`` streams."""
 
@@ -201,6 +210,8 @@ class TaskSource:
         g_max = self.profile.g_max
         k = int(rng.poisson(self._total_rate * g_max * (t1 - t0)))
         spacings = rng.standard_exponential(k + 1)
+        if k == 0:  # no arrival: nothing else is drawn (the draws below take k values)
+            return _empty_batch()
         if self._equal_rates:
             vehicle = rng.integers(0, n, k)
         else:
@@ -244,10 +255,4 @@ class TaskSource:
                 n,
             )
         self.next_id += k
-        return dict(
-            zip(
-                ("task_id", "vehicle", "arrival", "size_bits", "cycles", "deadline", "priority"),
-                cols,
-                strict=True,
-            )
-        )
+        return dict(zip(_COLUMNS, cols, strict=True))
