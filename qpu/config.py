@@ -15,6 +15,7 @@ with units converted to SI at load time (``250 us``, ``10 ms``, ``25 kW``). Exam
       sites:
         - {location: edge, server: 0, qpus: 1, power: 25 kW}
         - {location: cloud, qpus: 4, device: fake_fez}
+      policy_site: {location: edge, server: 0, qpus: 1}   # decisions of quantum policies
       jobs:
         semantic_coding: {enabled: true, size: 4}
         policy_inference: {enabled: true, shots: 256, priority: 1}
@@ -114,6 +115,11 @@ class QPUConfig(Strict):
     power: Watts = Field(25e3, ge=0, description="default wall-plug power of a busy QPU [W]")
     idle_power: Watts = Field(0.0, ge=0, description="default wall-plug power of an idle QPU")
     sites: list[QPUSite] = Field(default_factory=lambda: [QPUSite(location="cloud")])
+    policy_site: QPUSite | None = Field(
+        None,
+        description="QPUs that run the decisions of quantum policies (policy_inference "
+        "jobs), apart from the sites' QPUs; unset: decisions take no QPU time",
+    )
     jobs: dict[str, JobKind] = Field(default_factory=_kinds_default)
 
     @field_validator("jobs")
@@ -144,6 +150,11 @@ class QPUConfig(Strict):
     def _sites(self) -> QPUConfig:
         if not self.sites:
             raise ValueError("'sites' needs at least one site")
+        if self.policy_site is not None and not self.jobs["policy_inference"].enabled:
+            raise ValueError(
+                "'policy_site' is set but jobs.policy_inference is not enabled; enable it "
+                "or remove policy_site"
+            )
         seen: set[int] = set()
         for s in self.sites:
             if s.server is not None:

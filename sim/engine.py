@@ -30,6 +30,7 @@ import simpy
 from sim.allocator import keep_freed_memory
 from sim.errors import SimError
 from sim.kernels import (
+    PHASE_DECIDE,
     PHASE_DONE,
     PHASE_FIRST,
     apply_decisions,
@@ -160,6 +161,12 @@ class Engine:
                 float(sc.engine.warmup),
                 drop_expired=sc.tasks.drop_expired,
             )
+        # a quantum policy's decisions run as policy-inference jobs on the policy site
+        self._decide_on_qpu = (
+            self.qpu is not None
+            and self.qpu.decider is not None
+            and bool(getattr(policy, "runs_on_qpu", False))
+        )
 
     # ------------------------------------------------------------------ driving
     def run(self) -> EngineResult:
@@ -179,6 +186,8 @@ class Engine:
             self.qpu.drain()
             result.qpu = self.qpu.metrics()
             result.series["qpu_jobs"] = self.qpu.table()
+            if self._decide_on_qpu:
+                result.series["qpu_decisions"] = self.qpu.decision_table()
         if self.twin is not None:
             result.twin = self.twin.metrics()
             result.series.update(self.twin.series())
@@ -211,6 +220,12 @@ class Engine:
         if k:
             actions = self.policy.decide(self.observe(t0, tasks))
             new = self._apply(tasks, actions)
+            if self._decide_on_qpu:
+                new.update(
+                    phase=np.full(k, PHASE_DECIDE, dtype=np.int8),
+                    ready=np.full(k, np.nan),
+                    d_job=self.qpu.submit_decisions(t0, k),
+                )
             self.inflight = _concat(self.inflight, new)
         self._serve(t1)
 
@@ -428,10 +443,12 @@ class Engine:
         transmitted, and the periodic jobs), then the edge CPUs; see :mod:`sim.qpu_link`."""
         v, srv = self.sc.vehicles, self.sc.servers
         lo, up, ed = self.local, self.uplink, self.edge
+        if self._decide_on_qpu:
+            self.qpu.resolve_decisions(rows, t_known)
         serve_front(
             rows["vehicle"],
             rows["offload"],
-            rows["arrival"],
+            rows["ready"] if self._decide_on_qpu else rows["arrival"],
             rows["deadline"],
             rows["key"],
             rows["tx_time"],

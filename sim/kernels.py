@@ -411,6 +411,7 @@ PHASE_FIRST = 0  # waiting for the local CPU or the uplink
 PHASE_EDGE = 1  # transmitted (and through its QPU job, if any), waiting for the edge CPU
 PHASE_DONE = 2  # completed or dropped
 PHASE_QPU = 3  # transmitted, waiting for its QPU job
+PHASE_DECIDE = 4  # waiting for its decision (a quantum policy's inference job)
 
 
 @njit(cache=True)

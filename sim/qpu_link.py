@@ -10,11 +10,20 @@ queues. The world generates its jobs:
   ``tasks.drop_expired``) or rejected (the site's admission limit) drops its task.
 - ``multimodal_attention`` and ``federated_aggregation``: jobs of their own, one per site
   every ``period`` (a fused frame, a federated round), from time 0.
+- ``policy_inference``: with ``qpu.policy_site`` and a quantum policy (``runs_on_qpu``),
+  one job per task decided, submitted at the start of its epoch to the QPUs of the policy
+  site, which run nothing else. The task enters its first queue when its decision job ends
+  (the policy's own latency is part of the task's); a dropped or rejected decision job
+  drops the task. The actions themselves are the policy's exact outputs.
 
-Exactness across epochs (see :mod:`sim.kernels`): every epoch first serves the local CPUs
-and uplinks, then submits the semantic-coding jobs of the tasks transmitted and serves the
-QPUs up to ``t_known``, then serves the edge CPUs. A task whose job is still undecided
-reaches the edge after ``t_known``, so no edge decision taken before it is premature.
+Exactness across epochs (see :mod:`sim.kernels`): every epoch first serves the policy
+site's QPUs up to ``t_known`` and releases the tasks whose decision job has ended, then
+serves the local CPUs and uplinks, then submits the semantic-coding jobs of the tasks
+transmitted and serves the sites' QPUs up to ``t_known``, then serves the edge CPUs. A task
+whose decision or semantic job is still undecided reaches its next queue after
+``t_known``, so no decision taken before it is premature. (Decision jobs have QPUs of their
+own because their end must be known before the uplinks are served, and the semantic jobs
+that share the sites' QPUs arrive from those uplinks.)
 
 With a computing backend (``exact``, ``aer``, ``aer-noisy:...``, ``ibm:...``) the jobs
 that ran are executed on it, one submission per kind and epoch, with inputs drawn from the
@@ -28,7 +37,7 @@ import math
 
 import numpy as np
 
-from sim.kernels import PHASE_DONE, PHASE_EDGE, PHASE_QPU
+from sim.kernels import PHASE_DECIDE, PHASE_DONE, PHASE_EDGE, PHASE_FIRST, PHASE_QPU
 
 _PERIODIC = ("multimodal_attention", "federated_aggregation")
 
@@ -78,6 +87,16 @@ class QPULink:
             else {}
         )
         self._executed = 0  # jobs [0, _executed) were sent to the backend or skipped
+        self.decider = None  # the policy site's QPUs (policy_inference jobs only)
+        if cfg.policy_site is not None:
+            self.decider = QPUService(
+                cfg.model_copy(update={"sites": [cfg.policy_site], "policy_site": None}),
+                n_servers=n_servers,
+                seeds=seeds,
+                horizon=self.horizon,
+                kinds=["policy_inference"],
+            )
+            self._decision_code = KINDS.index("policy_inference")
 
     # ------------------------------------------------------------------ tasks
     def task_sites(self, server: np.ndarray) -> np.ndarray:
@@ -88,6 +107,36 @@ class QPULink:
         off = server >= 0
         out[off] = self.site_of_server[server[off]]
         return out
+
+    def submit_decisions(self, t0: float, k: int) -> np.ndarray:
+        """Submit the decision jobs of ``k`` tasks decided at ``t0``; their job ids."""
+        return self.decider.submit(np.full(k, self._decision_code), np.zeros(k, np.int64), t0)
+
+    def resolve_decisions(self, rows: dict[str, np.ndarray], t_known: float) -> None:
+        """Serve the policy site to ``t_known``; tasks whose decision job has ended become
+        ready at its end (PHASE_FIRST), those whose job was lost are dropped."""
+        from qpu.service import COMPLETED, PENDING
+
+        svc = self.decider
+        svc.advance(t_known)
+        phase = rows["phase"]
+        waiting = np.flatnonzero(phase == PHASE_DECIDE)
+        if not waiting.size:
+            return
+        core = svc.core
+        ids = rows["d_job"][waiting]
+        status = core.column("status")[ids]
+        decided = status != PENDING
+        rows_done, ids, status = waiting[decided], ids[decided], status[decided]
+        end = core.column("end")[ids]
+        ok = status == COMPLETED
+        rows["ready"][rows_done[ok]] = np.maximum(end[ok], rows["arrival"][rows_done[ok]])
+        phase[rows_done[ok]] = PHASE_FIRST
+        lost = rows_done[~ok]
+        if lost.size:
+            rows["status"][lost] = 1
+            rows["drop_time"][lost] = end[~ok]
+            phase[lost] = PHASE_DONE
 
     def submit_rounds(self, t0: float, t1: float) -> None:
         """Submit the periodic jobs (attention frames, federated rounds) due in [t0, t1)."""
@@ -186,6 +235,8 @@ class QPULink:
     def drain(self) -> None:
         self.service.drain()
         self._execute()
+        if self.decider is not None:
+            self.decider.drain()
 
     # ------------------------------------------------------------------ results
     def table(self) -> dict[str, np.ndarray]:
@@ -219,4 +270,16 @@ class QPULink:
         out["wait_qpu_mean"] = float(np.mean(start[sem] - arrival[sem])) if sem.any() else math.nan
         out["qpu_time_mean"] = float(np.mean(end[sem] - start[sem])) if sem.any() else math.nan
         out["qpu_backend_failures"] = float(svc.failures)
+        if self.decider is not None:
+            c = self.decider.core
+            done = (c.column("status") == 0) & (c.column("arrival") >= self.warmup)
+            wait = c.column("end")[done] - c.column("arrival")[done]
+            out["decision_latency_mean"] = float(wait.mean()) if wait.size else math.nan
+            out["decision_latency_max"] = float(wait.max()) if wait.size else math.nan
+            m = self.decider.metrics(self.horizon)
+            out["decision_qpu_utilisation_mean"] = float(np.mean(m.get("utilisation", [0.0])))
+            out["decision_jobs_lost"] = float(m.get("dropped", 0) + m.get("rejected", 0))
         return out
+
+    def decision_table(self) -> dict[str, np.ndarray]:
+        return self.decider.table()

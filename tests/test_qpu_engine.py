@@ -147,3 +147,63 @@ def test_a_run_writes_the_job_table_and_the_qpu_figures(tmp_path):
     np.testing.assert_array_equal(stored["end"], jobs["end"])
     for name in ("qpu_utilisation", "qpu_queue_length", "qpu_wait", "latency_breakdown"):
         assert (tmp_path / "run" / "figures" / f"{name}.png").exists()
+
+
+class _QuantumNearest:
+    """``nearest`` whose decisions run on the QPU (a stand-in for a trained Q-DDPG)."""
+
+    def __new__(cls, scenario):
+        from models.policies import make
+
+        policy = make("nearest", {}, scenario, np.random.default_rng(0))
+        policy.runs_on_qpu = True
+        return policy
+
+
+def test_decisions_of_a_quantum_policy_wait_for_their_inference_jobs():
+    """Each task enters its first queue when its policy-inference job at the policy site
+    ends; those jobs queue FIFO on the site's QPUs, which run nothing else."""
+    sc = qpu_scenario(
+        horizon="3 s",
+        policy_site={"location": "cloud", "qpus": 2},
+        jobs={
+            "semantic_coding": {"enabled": True},
+            "policy_inference": {"enabled": True, "shots": 400},
+        },
+    )
+    t, result = run_table(sc, policy=_QuantumNearest(sc))
+    dec = result.series["qpu_decisions"]
+    assert len(dec["job_id"]) == len(t)  # one decision job per task, in task order
+    # the jobs: all submitted at their epoch's start, served FIFO by 2 QPUs (Kiefer-Wolfowitz)
+    epoch = sc.engine.epoch
+    np.testing.assert_allclose(dec["submit"], np.floor(t.arrival / epoch + 1e-9) * epoch)
+    service = float(dec["execution"][0])
+    assert np.allclose(dec["execution"], service) and service > epoch / 4
+    free = np.zeros(2)
+    for j, submit in enumerate(dec["submit"]):
+        c = int(np.argmin(free))
+        start = max(free[c], submit)
+        assert dec["start"][j] == pytest.approx(start, abs=1e-12)
+        free[c] = start + service
+    # tasks wait for their decision: the first service starts no earlier than its end
+    ready = np.maximum(dec["end"], t.arrival.to_numpy())
+    first = np.where(t.offload, t.tx_start, t.compute_start)
+    ok = t.status == 0
+    assert (first[ok] >= ready[ok] - 1e-12).all()
+    assert (first[ok] - ready[ok] < 1e-12).mean() > 0.3  # often served right away
+    extra = result.extra()
+    lat = (dec["end"] - dec["submit"])[t.arrival >= sc.engine.warmup]
+    assert extra["decision_latency_mean"] == pytest.approx(lat.mean(), rel=1e-9)
+    # the same run without the policy site: decisions take no time, tasks finish sooner
+    t0, _ = run_table(
+        sc.model_copy(update={"qpu": sc.qpu.model_copy(update={"policy_site": None})}),
+        policy=_QuantumNearest(sc),
+    )
+    assert t.latency.mean() > t0.latency.mean() + 0.5 * lat.mean()
+
+
+def test_a_policy_site_needs_policy_inference_enabled():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="policy_inference is not enabled"):
+        qpu_scenario(policy_site={"location": "cloud"})

@@ -24,6 +24,9 @@ class Policy:
 
     id: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
+    # a quantum policy: with ``qpu.policy_site`` each decision is a policy-inference job
+    # there, and the task waits for it (see sim.qpu_link)
+    runs_on_qpu: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel, scenario, rng: np.random.Generator) -> None:
         self.params = params

@@ -115,3 +115,4 @@ class LearnedQddpg(_Learned):
 
     id = "qddpg"
     actor_kind = "pqc"
+    runs_on_qpu = True
