@@ -652,6 +652,7 @@ class QPUService:
             if s.server is not None and s.server < self.site_of_server.size:
                 self.site_of_server[s.server] = i
         self._backend_job: dict[int, str] = {}
+        self._measured: dict[int, float] = {}  # job id -> measured fidelity (noisy runs)
         self.failures = 0
         self._enabled = np.isin(np.arange(len(KINDS)), self.kind_codes(self.kinds))
         self._priority = np.array([config.jobs[k].priority for k in KINDS])
@@ -763,6 +764,9 @@ class QPUService:
         if result.job_id is not None:
             for i in ids:
                 self._backend_job[int(i)] = result.job_id
+        if result.fidelity is not None:
+            for i, f in zip(ids, np.asarray(result.fidelity, dtype=np.float64), strict=True):
+                self._measured[int(i)] = float(f)
         return result
 
     # ------------------------------------------------------------------ results
@@ -793,6 +797,9 @@ class QPUService:
             "shots": c.column("shots").copy(),
             "batch": c.column("batch").astype(np.int32),
             "fidelity": fidelity,
+            "fidelity_measured": np.array([self._measured.get(i, np.nan) for i in range(n)])
+            if self._measured
+            else np.full(n, np.nan),
             "deadline": c.column("deadline").copy(),
             "priority": -c.column("key"),
             "status": status.copy(),

@@ -207,3 +207,14 @@ def test_a_policy_site_needs_policy_inference_enabled():
 
     with pytest.raises(ValidationError, match="policy_inference is not enabled"):
         qpu_scenario(policy_site={"location": "cloud"})
+
+
+def test_a_noisy_backend_measures_the_fidelity_of_the_jobs_that_ran():
+    sc = qpu_scenario(horizon="0.3 s", backend="aer-noisy:fake_nairobi", shots=200)
+    _, result = run_table(sc)
+    jobs = result.series["qpu_jobs"]
+    ran = jobs["status"] == 0
+    assert ran.sum() > 5
+    measured = jobs["fidelity_measured"][ran]
+    assert np.all((measured > 0.3) & (measured <= 1.0))
+    assert np.isnan(jobs["fidelity_measured"][~ran]).all()
