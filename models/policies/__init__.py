@@ -22,4 +22,5 @@ def make(policy_id: str, params: dict, scenario, rng):
 from models.policies import heuristics as _heuristics  # noqa: E402,F401
 from models.policies import learned as _learned  # noqa: E402,F401
 from models.policies import oracle as _oracle  # noqa: E402,F401
+from models.policies import qaoa as _qaoa  # noqa: E402,F401
 from models.policies import twin_aware as _twin_aware  # noqa: E402,F401
