@@ -93,6 +93,7 @@ class EngineResult:
     utilisation: dict[str, float] = field(default_factory=dict)
     twin: dict[str, float] = field(default_factory=dict)  # twin metrics (empty: twin off)
     qpu: dict[str, float] = field(default_factory=dict)  # QPU metrics (empty: no QPUs)
+    policy: dict[str, float] = field(default_factory=dict)  # the policy's own figures
     # time series by name (name -> column -> values), written as <name>.parquet
     series: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
@@ -103,6 +104,7 @@ class EngineResult:
             "n_epochs": self.n_epochs,
             **self.twin,
             **self.qpu,
+            **self.policy,
         }
 
 
@@ -191,6 +193,9 @@ class Engine:
         if self.twin is not None:
             result.twin = self.twin.metrics()
             result.series.update(self.twin.series())
+        metrics = getattr(self.policy, "metrics", None)
+        if metrics is not None:
+            result.policy = {k: float(v) for k, v in metrics().items()}
         return result
 
     def _clock(self, env: simpy.Environment):

@@ -14,7 +14,8 @@ queues. The world generates its jobs:
   one job per task decided, submitted at the start of its epoch to the QPUs of the policy
   site, which run nothing else. The task enters its first queue when its decision job ends
   (the policy's own latency is part of the task's); a dropped or rejected decision job
-  drops the task. The actions themselves are the policy's exact outputs.
+  drops the task. The actions are computed by the policy itself (exactly, or from its
+  circuit sampled on the run's backend: :mod:`models.policies.learned`).
 
 Exactness across epochs (see :mod:`sim.kernels`): every epoch first serves the policy
 site's QPUs up to ``t_known`` and releases the tasks whose decision job has ended, then

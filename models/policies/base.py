@@ -40,6 +40,10 @@ class Policy:
     def decide(self, obs: Observation) -> Actions:
         raise NotImplementedError
 
+    def metrics(self) -> dict[str, float]:
+        """Figures of the policy's own for the run summary (``policy_*``), after the run."""
+        return {}
+
 
 class UnknownPolicy(KeyError):
     def __init__(self, policy_id: str) -> None:
