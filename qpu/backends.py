@@ -291,6 +291,15 @@ def _counts_of(result: Any, batch: int) -> list[dict[str, int]]:
     return [bits.get_counts(b) for b in range(batch)] if batch > 1 else [bits.get_counts()]
 
 
+def _bind_order(template: Template, circuit: Any, values: np.ndarray) -> np.ndarray:
+    """``values`` (rows in ``template.circuit.parameters`` order) reordered for ``circuit``,
+    a transpiled copy of the template. Parameters are matched by name: a cached transpiled
+    circuit may come from another, equal template whose parameter objects differ."""
+    column = {p.name: i for i, p in enumerate(template.circuit.parameters)}
+    order = [values[:, column[p.name]] for p in circuit.parameters]
+    return np.stack(order, axis=1) if order else np.empty((len(values), 0))
+
+
 _IDEAL_BASIS = ["rx", "ry", "rz", "h", "x", "sx", "cx", "cz", "rzz"]
 
 
@@ -350,8 +359,7 @@ class AerBackend(QPUBackend):
         inputs = np.atleast_2d(inputs)
         values = template.parameter_values(inputs, weights)
         circuit = self._circuit(template)
-        order = [values[:, list(template.circuit.parameters).index(p)] for p in circuit.parameters]
-        bound = np.stack(order, axis=1) if order else np.empty((len(values), 0))
+        bound = _bind_order(template, circuit, values)
         seed = self._next_seed()
         t0 = time.perf_counter()
         try:
@@ -468,8 +476,7 @@ class IBMBackend(QPUBackend):
         values = template.parameter_values(inputs, weights)
         backend = self._resolve()
         circuit = self._circuit(template)
-        names = list(template.circuit.parameters)
-        bound = np.stack([values[:, names.index(p)] for p in circuit.parameters], axis=1)
+        bound = _bind_order(template, circuit, values)
         options: dict[str, Any] = {"default_shots": shots}
         seed = self._next_seed()
         if self.local:

@@ -127,6 +127,31 @@ class FlakySampler:
         return _runtime_sampler(mode, options)
 
 
+def test_equal_templates_built_apart_share_the_transpiled_circuit_and_bind_right():
+    """Templates of equal key built separately (their parameter objects differ) use one
+    cached transpiled circuit; their values are bound by parameter name."""
+    from qpu.templates import policy_inference
+
+    a = build_template("policy_inference", 6, layers=1, gamma=1.0, entanglement="ring")
+    b = policy_inference(6)
+    assert a.key == b.key and a is not b
+    assert set(a.circuit.parameters).isdisjoint(b.circuit.parameters)
+    x = np.random.default_rng(4).uniform(-1.0, 1.0, (2, 6))
+    w = np.random.default_rng(5).uniform(-np.pi, np.pi, 12)
+    exact = statevector_values(a, x, w)
+    for spec in ("aer", f"ibm:{DEVICE}"):
+        backend = make_backend(spec, SeedTree(6))
+        ra, rb = (backend.run(t, x, w, shots=20_000).values for t in (a, b))
+        # shot noise only between the two: 5 standard errors of 1/sqrt(20000) each
+        np.testing.assert_allclose(ra, rb, atol=0.05)
+        if spec == "aer":
+            np.testing.assert_allclose(ra, exact, atol=0.035)
+        else:  # device noise shrinks every value toward 0, but keeps its sign where large
+            big = np.abs(exact) > 0.5
+            assert (np.sign(ra[big]) == np.sign(exact[big])).all()
+            assert (np.abs(ra[big]) < np.abs(exact[big])).all()
+
+
 def test_transient_failure_is_retried_with_backoff():
     sleeps: list[float] = []
     flaky = FlakySampler(2, ConnectionError("connection reset"))
