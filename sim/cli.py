@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sim.compare import ARGUMENTS as COMPARE_ARGUMENTS
 from sim.errors import SimError
 from sim.train import ARGUMENTS as TRAIN_ARGUMENTS
 
@@ -300,6 +301,20 @@ def train(args: argparse.Namespace) -> int:
     from sim.train import run as run_training
 
     return run_training(args)
+
+
+@command(
+    "compare",
+    "compare trained DDPG and Q-DDPG agents with the heuristics: learning curves, held-out "
+    "evaluation, sizes, decision latency, report",
+    *(arg(*names, **options) for names, options in COMPARE_ARGUMENTS),
+)
+def compare(args: argparse.Namespace) -> int:
+    """Evaluate the trained agents of a training file and write their comparison report
+    (see :mod:`sim.compare`)."""
+    from sim.compare import run as run_compare
+
+    return run_compare(args)
 
 
 @command("schema", "print the JSON Schema of scenario files")
