@@ -66,7 +66,7 @@ def test_sampled_actions_carry_shot_noise_that_shrinks_as_one_over_root_shots(ag
     ratio = errors[64] / errors[4096]
     assert 5.0 < ratio < 12.0, ratio
     # with many shots the sampled actions are the exact ones up to tiny noise
-    _, r = _run(agent, "aer", shots=200_000)
+    _, r = _run(agent, "aer", shots=50_000)
     assert r.extra()["policy_action_error_mean"] < 0.02
 
 
