@@ -16,8 +16,10 @@ finished training and writes into one folder:
   seeds ``s`` only, and ``eval_root`` is refused when it is one of them;
 - ``evaluation``: per policy the statistics of every summary metric (:func:`sim.aggregate.
   aggregate`); a learned agent pools its models, so its ``n`` is training seeds x
-  held-out seeds; ``evaluation_models`` keeps one row per model; ``comparisons``: Welch
-  differences between every pair of policies (:func:`sim.aggregate.compare`);
+  held-out seeds; ``comparisons``: Welch differences between every pair of policies
+  (:func:`sim.aggregate.compare`); ``evaluation_models``: one row per model;
+  ``evaluation_seeds`` and ``comparisons_seeds``: the agents over their models' means,
+  n = training seeds (whether training reliably ends there, not only these models);
 - ``agents``: actor and critic trainable parameters and training wall time per (agent,
   seed), from ``agent.json``;
 - ``qpu/``: a second sweep in which each Q-DDPG model's decisions are policy-inference jobs
@@ -337,15 +339,18 @@ def pooled(eval_runs: pd.DataFrame, runs: Sequence[TrainedRun]) -> pd.DataFrame:
     return out
 
 
-def evaluation_tables(
-    eval_runs: pd.DataFrame, runs: Sequence[TrainedRun]
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """``(per_run, evaluation, evaluation_models, comparisons)``.
+def evaluation_tables(eval_runs: pd.DataFrame, runs: Sequence[TrainedRun]) -> dict:
+    """The evaluation tables by name.
 
-    ``per_run`` lists each run's policy, model, replication and :data:`EVAL_METRICS`;
-    ``evaluation`` aggregates per policy with the agents' models pooled; ``evaluation_models``
-    per model; ``comparisons`` holds Welch differences between every pair of pooled
-    policies, agents first, then :data:`HEURISTICS`."""
+    - ``evaluation_runs``: each run's policy (agent or heuristic), model, replication and
+      :data:`EVAL_METRICS`;
+    - ``evaluation``: statistics per policy over its runs, an agent's models pooled (n =
+      training seeds x held-out seeds); ``comparisons``: Welch differences between every
+      pair of policies, agents first, then :data:`HEURISTICS`;
+    - ``evaluation_models``: statistics per model over its held-out runs;
+    - ``evaluation_seeds``: statistics per agent over its models' means (n = training
+      seeds); ``comparisons_seeds``: Welch differences between the agents on those means.
+    """
     order = policy_order(runs)
     frame = pooled(eval_runs, runs)
     rank = {p: i for i, p in enumerate(order)}
@@ -356,13 +361,33 @@ def evaluation_tables(
     frame = frame.sort_values(["_r", "_m", "replication"], kind="stable")
     frame = frame.drop(columns=["_r", "_m"]).reset_index(drop=True)
     keep = ["policy", "model", "replication", "n_tasks", *EVAL_METRICS]
-    per_run = frame[[c for c in keep if c in frame.columns]].copy()
     metrics_frame = frame.drop(columns=["model"])
-    evaluation = _ordered(aggregate(metrics_frame, ["policy"]), rank, "policy")
     learned = eval_runs[eval_runs["policy"].isin(model_rank)]
     models = _ordered(aggregate(learned, ["policy"]), model_rank, "policy")
-    comparisons = compare(metrics_frame, ["policy"], order)
-    return per_run, evaluation.drop(columns=["point"]), models.drop(columns=["point"]), comparisons
+    # one row per model: its mean over the held-out runs, as one sample of its agent
+    wide = models.pivot(index="policy", columns="metric", values="mean")
+    agents = list(dict.fromkeys(r.agent for r in runs))
+    per_model = pd.DataFrame(
+        {
+            "run_id": [r.label for r in runs],
+            "point": 0,
+            "replication": [r.seed for r in runs],
+            "policy": [r.agent for r in runs],
+        }
+    )
+    per_model = pd.concat([per_model, wide.loc[per_model["run_id"]].reset_index(drop=True)], axis=1)
+    agent_rank = {a: i for i, a in enumerate(agents)}
+    seeds = _ordered(aggregate(per_model, ["policy"]), agent_rank, "policy")
+    return {
+        "evaluation_runs": frame[[c for c in keep if c in frame.columns]].copy(),
+        "evaluation": _ordered(aggregate(metrics_frame, ["policy"]), rank, "policy").drop(
+            columns=["point"]
+        ),
+        "comparisons": compare(metrics_frame, ["policy"], order),
+        "evaluation_models": models.drop(columns=["point"]),
+        "evaluation_seeds": seeds.drop(columns=["point"]),
+        "comparisons_seeds": compare(per_model, ["policy"], agents),
+    }
 
 
 def _ordered(table: pd.DataFrame, rank: dict[str, int], column: str) -> pd.DataFrame:
@@ -596,10 +621,8 @@ class Comparison:
     curves: pd.DataFrame
     eval_sweep: Any
     eval_runs: pd.DataFrame
-    per_run: pd.DataFrame
-    evaluation: pd.DataFrame
-    evaluation_models: pd.DataFrame
-    comparisons: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
+    """:func:`evaluation_tables`"""
     agents: pd.DataFrame
     qpu_sweep: Any = None
     qpu_values: pd.DataFrame | None = None
@@ -607,6 +630,14 @@ class Comparison:
     forward: pd.DataFrame = field(default_factory=pd.DataFrame)
     occurring: dict[int, int] = field(default_factory=dict)
     figures: list[Path] = field(default_factory=list)
+
+    @property
+    def evaluation(self) -> pd.DataFrame:
+        return self.tables["evaluation"]
+
+    @property
+    def comparisons(self) -> pd.DataFrame:
+        return self.tables["comparisons"]
 
 
 def default_out(cfg, runs_root: Path | None) -> Path:
@@ -683,7 +714,6 @@ def run_comparison(
         if own:
             executor.close()
 
-    per_run, evaluation, models, comparisons = evaluation_tables(eval_runs, runs)
     engine = eval_sweep.runs[0].scenario.engine
     qpu_values = (
         decision_run_values(qpu_runs, out / "qpu", float(engine.warmup))
@@ -705,10 +735,7 @@ def run_comparison(
         curves=learning_curves(runs, window),
         eval_sweep=eval_sweep,
         eval_runs=eval_runs,
-        per_run=per_run,
-        evaluation=evaluation,
-        evaluation_models=models,
-        comparisons=comparisons,
+        tables=evaluation_tables(eval_runs, runs),
         agents=agent_table(runs),
         qpu_sweep=q_sweep,
         qpu_values=qpu_values,
@@ -728,10 +755,7 @@ def write_outputs(result: Comparison, quiet: bool = False) -> dict[str, Path]:
     written: dict[str, Path] = {}
     tables = {
         "learning_curves": result.curves,
-        "evaluation_runs": result.per_run,
-        "evaluation": result.evaluation,
-        "evaluation_models": result.evaluation_models,
-        "comparisons": result.comparisons,
+        **result.tables,
         "agents": result.agents,
         "decision_latency": result.decisions,
         "forward_time": result.forward,

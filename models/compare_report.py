@@ -130,27 +130,45 @@ def _pair(comparisons: pd.DataFrame, metric: str, a: str, b: str) -> pd.Series |
 
 def _summary(doc: Document, result) -> None:
     comparisons, agents = result.comparisons, list(result.cfg.agents)
+    by_seed = result.tables["comparisons_seeds"]
+    n_seeds, n_eval = len(result.cfg.seeds), result.options.eval_seeds
     doc.h(1, "Summary")
     doc.p(
-        "Held-out evaluation, difference of means with its 95 % Welch interval and p-value. "
-        "A policy is called better only where the interval excludes zero."
+        "Held-out evaluation, difference of means A − B with its 95 % Welch interval and "
+        "p-value; a policy is called better only where the interval excludes zero. Between "
+        f"the agents two questions are answered: over their runs ({n_seeds} models x "
+        f"{n_eval} held-out seeds each), whether these trained models differ; over their "
+        f"training seeds (each model's mean, {n_seeds} per agent), whether training the one "
+        "agent reliably ends better than training the other."
     )
     items = []
     pairs = []
     if "qddpg" in agents and "ddpg" in agents:
         pairs += [("qddpg", "ddpg", m) for m in result_metrics(result)]
+    for a, b, metric in pairs:
+        for table, over in (
+            (comparisons, f"over runs ({n_seeds * n_eval} each)"),
+            (by_seed, f"over training seeds ({n_seeds} each)"),
+        ):
+            row = _pair(table, metric, a, b)
+            if row is None:
+                continue
+            scale, unit = _unit(metric, table[table["metric"] == metric])
+            items.append(
+                f"{metric_label(metric)}, `{row['policy_a']}` − `{row['policy_b']}` {over}: "
+                f"{verdict(row)} ({_difference(row, scale, unit)})"
+            )
     for agent in agents:
         others = [p for p in result.evaluation["policy"].unique() if p not in agents]
-        pairs += [(agent, other, "cost_mean") for other in others]
-    for a, b, metric in pairs:
-        row = _pair(comparisons, metric, a, b)
-        if row is None:
-            continue
-        scale, unit = _unit(metric, comparisons[comparisons["metric"] == metric])
-        items.append(
-            f"{metric_label(metric)}, `{row['policy_a']}` − `{row['policy_b']}`: "
-            f"{verdict(row)} ({_difference(row, scale, unit)})"
-        )
+        for other in others:
+            row = _pair(comparisons, "cost_mean", agent, other)
+            if row is None:
+                continue
+            scale, unit = _unit("cost_mean", comparisons[comparisons["metric"] == "cost_mean"])
+            items.append(
+                f"{metric_label('cost_mean')}, `{row['policy_a']}` − `{row['policy_b']}` over "
+                f"runs: {verdict(row)} ({_difference(row, scale, unit)})"
+            )
     doc.ul(items)
 
 
@@ -261,9 +279,10 @@ def _evaluation(doc: Document, result) -> None:
         "Each value is a run's summary figure (tasks after the warm-up). For a heuristic "
         f"the mean and its 95 % t-interval are over its {seeds} held-out runs; for a learned "
         "agent over all runs of all its models, training seeds x held-out seeds "
-        f"({pooled}), each run one sample: the interval covers the spread between training "
-        "seeds and between worlds together. Every policy sees the same worlds (common random "
-        "numbers)."
+        f"({pooled}), each run one sample. Every policy sees the same worlds (common random "
+        "numbers). With few training seeds this interval mostly reflects the spread between "
+        "worlds: it describes these trained models; the spread between training seeds is in "
+        "the per-model table and the interval over training seeds below."
     )
     shape = sweep_shape(
         {
@@ -271,7 +290,7 @@ def _evaluation(doc: Document, result) -> None:
                 {"path": "policy", "si_values": list(dict.fromkeys(result.evaluation["policy"]))}
             ]
         },
-        result.per_run,
+        result.tables["evaluation_runs"],
         [],
     )
     _results_table(doc, _with_point(result.evaluation), shape)
@@ -281,20 +300,6 @@ def _evaluation(doc: Document, result) -> None:
     )
     if (result.evaluation["n"] < 2).any():
         doc.p("A policy with fewer than 2 runs has no interval ('no CI').")
-    doc.h(2, "Per trained model")
-    doc.p(
-        "Each model (one training seed) over its held-out runs: how far apart the training "
-        "seeds end up."
-    )
-    models = list(dict.fromkeys(result.evaluation_models["policy"]))
-    model_shape = sweep_shape(
-        {"axes": [{"path": "policy", "si_values": models}]}, result.evaluation_models, []
-    )
-    _results_table(doc, _with_point(result.evaluation_models), model_shape)
-    doc.blocks[-2] = (
-        "p",
-        "Mean over the model's held-out runs with its 95 % confidence interval in brackets.",
-    )
     captions = {
         "eval_cost_mean": "Mean cost per task per policy, 95 % CI (agents: models pooled).",
         "eval_latency_mean": "Mean latency per policy, 95 % CI.",
@@ -308,6 +313,39 @@ def _evaluation(doc: Document, result) -> None:
     for path in result.figures:
         if path.suffix == ".png" and path.stem.startswith("eval_"):
             doc.img(path, f"figures/{path.name}", captions.get(path.stem, path.stem))
+    doc.h(2, "Per trained model")
+    doc.p(
+        "Each model (one training seed) over its held-out runs: how far apart the training "
+        "seeds end up."
+    )
+    by_model = result.tables["evaluation_models"]
+    models = list(dict.fromkeys(by_model["policy"]))
+    model_shape = sweep_shape({"axes": [{"path": "policy", "si_values": models}]}, by_model, [])
+    _results_table(doc, _with_point(by_model), model_shape)
+    doc.blocks[-2] = (
+        "p",
+        "Mean over the model's held-out runs with its 95 % confidence interval in brackets.",
+    )
+    doc.h(2, "Over training seeds")
+    by_seed = result.tables["evaluation_seeds"]
+    n_seeds = len(result.cfg.seeds)
+    doc.p(
+        f"Each agent as {n_seeds} samples, one per training seed: the model's mean over its "
+        "held-out runs. The interval is over training seeds (n = "
+        f"{n_seeds}; none with one seed) and says how reliably training ends where it did."
+    )
+    seed_shape = sweep_shape(
+        {"axes": [{"path": "policy", "si_values": list(dict.fromkeys(by_seed["policy"]))}]},
+        by_seed,
+        [],
+    )
+    _results_table(doc, _with_point(by_seed), seed_shape)
+    doc.blocks[-2] = (
+        "p",
+        "Mean over training seeds with its 95 % confidence interval in brackets; n is the "
+        "number of training seeds.",
+    )
+    _verdict_tables(doc, result, result.tables["comparisons_seeds"], level=3)
 
 
 def _verdicts(doc: Document, result) -> None:
@@ -318,13 +356,17 @@ def _verdicts(doc: Document, result) -> None:
         "the interval excludes zero, and otherwise no significant difference. No "
         "correction for the number of comparisons is made."
     )
-    comparisons = result.comparisons
+    _verdict_tables(doc, result, result.comparisons, level=2)
+
+
+def _verdict_tables(doc: Document, result, comparisons: pd.DataFrame, level: int) -> None:
+    """One table of A − B rows with their verdicts per evaluation metric."""
     for metric in result_metrics(result):
         rows = comparisons[comparisons["metric"] == metric]
         if rows.empty:
             continue
         scale, unit = _unit(metric, rows)
-        doc.h(2, metric_label(metric).capitalize())
+        doc.h(level, metric_label(metric).capitalize())
         table = []
         for _, r in rows.iterrows():
             diff = _signed(r["diff"], scale) if np.isfinite(r["diff"]) else "n/a"
@@ -527,7 +569,8 @@ def _method(doc: Document, result) -> None:
             "Runs of one replication share their random draws across policies, yet the Welch "
             "test treats the samples as independent, which is conservative.",
             "Tables (Parquet and CSV, SI units): `learning_curves`, `evaluation` (agents "
-            "pooled), `evaluation_models`, `evaluation_runs`, `comparisons`, `agents`, "
+            "pooled), `comparisons`, `evaluation_models`, `evaluation_seeds`, "
+            "`comparisons_seeds`, `evaluation_runs`, `agents`, "
             "`decision_latency`"
             + (", `decision_runs`" if result.qpu_values is not None else "")
             + "; the runs themselves in `eval/`"

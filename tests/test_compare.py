@@ -131,6 +131,19 @@ def test_evaluation_ci_equals_scipy_on_the_stored_runs(compared):
                 continue
             lo, hi = stats.t.interval(0.95, x.size - 1, loc=x.mean(), scale=stats.sem(x))
             assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi), rel=1e-9)
+    # over training seeds: one sample per model, its mean over the held-out runs
+    seeds = _csv(compared, "evaluation_seeds")
+    for agent in AGENTS:
+        mine = runs[runs["agent"] == agent]
+        for metric in EVAL_METRICS:
+            x = mine.groupby("policy")[metric].mean().to_numpy(float)
+            row = seeds[(seeds["policy"] == agent) & (seeds["metric"] == metric)].iloc[0]
+            assert row["n"] == len(SEEDS) == x.size
+            if x.std() == 0:
+                assert row["ci_low"] == row["ci_high"] == pytest.approx(x[0])
+                continue
+            lo, hi = stats.t.interval(0.95, x.size - 1, loc=x.mean(), scale=stats.sem(x))
+            assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi), rel=1e-9)
     # per-run values as the report lists them are the stored ones
     per_run = _csv(compared, "evaluation_runs")
     assert len(per_run) == len(runs)
@@ -215,17 +228,30 @@ def test_the_report_says_better_only_where_the_ci_excludes_zero(compared):
                 claims += 1
             else:
                 assert got == "no significant difference"
-    # every 'better' anywhere in the report is one of the table's significant pairs
-    allowed = set()
-    for _, r in pairs[pairs["significant"] & pairs["metric"].isin(EVAL_METRICS)].iterrows():
-        worse = r["policy_b"] if r["better"] == r["policy_a"] else r["policy_a"]
-        allowed.add((r["better"], worse))
-    said = re.findall(r"`([^`]+)` is better than `([^`]+)`", report.split("## Learning curves")[0])
-    said += re.findall(
-        r"`([^`]+)` is better than `([^`]+)`", report.split("## Pairwise differences")[1]
+    # every 'better' of the summary is a significant pair of the table it names
+    by_seed = _csv(compared, "comparisons_seeds")
+    labels = {metric_label(m): m for m in EVAL_METRICS}
+    summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    bullet = re.compile(
+        r"^- (.+?), `(\S+)` − `(\S+)` over (runs|training seeds)[^:]*: (.+?) \((.+)\)$"
     )
-    assert set(said) <= allowed
-    assert len(said) >= claims
+    checked = 0
+    for line in summary.splitlines():
+        if not line.startswith("- "):
+            continue
+        label, a, b, level, said, _ = bullet.match(line).groups()
+        table = pairs if level == "runs" else by_seed
+        r = table[
+            (table["metric"] == labels[label]) & (table["policy_a"] == a) & (table["policy_b"] == b)
+        ].iloc[0]
+        if r["significant"]:
+            worse = b if r["better"] == a else a
+            assert said == f"`{r['better']}` is better than `{worse}`"
+        else:
+            assert "better" not in said
+        checked += 1
+    assert checked == 2 * len(EVAL_METRICS) + len(AGENTS) * len(HEURISTICS)
+    assert claims == int(pairs[pairs["metric"].isin(EVAL_METRICS)]["significant"].sum())
 
 
 def test_decision_latency_on_the_qpu_agrees_with_the_summary_and_the_timing_model(compared):
@@ -282,7 +308,8 @@ def test_results_do_not_depend_on_the_workers(compared, tmp_path):
     )  # fmt: skip
     assert status == 0
     for name in ("evaluation", "evaluation_models", "evaluation_runs", "comparisons",
-                 "learning_curves", "decision_latency", "decision_runs", "agents"):  # fmt: skip
+                 "evaluation_seeds", "comparisons_seeds", "learning_curves",
+                 "decision_latency", "decision_runs", "agents"):  # fmt: skip
         for suffix in (".csv", ".parquet"):
             first = (compared["out"] / f"{name}{suffix}").read_bytes()
             assert first == (tmp_path / "two" / f"{name}{suffix}").read_bytes(), name
