@@ -4,7 +4,8 @@ The circuit is :func:`qpu.templates.policy_inference` (MODEL.md: ZZ higher-order
 RY + CZ layers, a final RY layer, Pauli-Z of every qubit). Its values and exact gradients come
 from the batched evaluator :class:`qpu.statevector.PolicyCircuit` (adjoint method), wrapped in
 :class:`PqcExpectation`, a :class:`torch.autograd.Function`: the forward pass evaluates the
-batch, the backward pass contracts the upstream gradient with the Jacobian d<Z_q>/d theta_p.
+batch, the backward pass gets the upstream gradient's contraction with the Jacobian
+d<Z_q>/d theta_p directly (:meth:`~qpu.statevector.PolicyCircuit.vjp`, one adjoint sweep).
 
 The circuit's inputs are not differentiated: they are a fixed function of the state
 (:class:`PcaAngles`, fitted once before training), so no gradient needs to flow through them.
@@ -32,17 +33,18 @@ class PqcExpectation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, theta: torch.Tensor, circuit: PolicyCircuit):  # type: ignore[override]
-        xs = x.detach().cpu().double().numpy()
-        th = theta.detach().cpu().double().numpy()
-        values, jac = circuit.gradients(xs, th)
-        ctx.save_for_backward(torch.from_numpy(jac))
+        # copies: the backward pass must see the inputs and angles of this forward pass
+        ctx.xs = x.detach().cpu().double().numpy().copy()
+        ctx.th = theta.detach().cpu().double().numpy().copy()
+        ctx.circuit = circuit
         ctx.out_dtype = theta.dtype
+        values = circuit.expectations(ctx.xs, ctx.th)
         return torch.from_numpy(values).to(dtype=x.dtype, device=x.device)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        (jac,) = ctx.saved_tensors  # (B, n, P)
-        grad_theta = torch.einsum("bn,bnp->p", grad_out.detach().cpu().double(), jac)
+        g = grad_out.detach().cpu().double().numpy()
+        grad_theta = torch.from_numpy(ctx.circuit.vjp(ctx.xs, ctx.th, g))
         return None, grad_theta.to(dtype=ctx.out_dtype, device=grad_out.device), None
 
 
