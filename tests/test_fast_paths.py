@@ -1,16 +1,22 @@
 """The fast paths of RL training equal the code they replace: the policy circuit's
 vector-Jacobian product against its Jacobian and the parameter-shift rule on Qiskit's
-Statevector."""
+Statevector, DDPG training steps against Stable-Baselines3's own ``TD3.train`` (bit for
+bit)."""
 
 from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from qiskit.quantum_info import Statevector
+from stable_baselines3 import TD3
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.td3.policies import TD3Policy
 
+from models.agents.ddpg import AgentPolicy, Ddpg, DdpgParams, build_agent
 from models.quantum_actor import PqcLayer
 from qpu.statevector import BLOCK, PolicyCircuit
 from qpu.templates import TemplateError, policy_inference
@@ -89,3 +95,70 @@ def test_pqc_layer_backward_sees_the_angles_of_its_forward_pass():
     out.sum().backward()
     want = layer.circuit.vjp(x.numpy(), theta0, np.ones((4, 6)))
     np.testing.assert_allclose(layer.theta.grad.numpy(), want, rtol=0, atol=0)
+
+
+class DriftEnv(gym.Env):
+    """Random states, a reward that depends on state and action, 20-step episodes."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-1, 1, (7,), np.float32)
+        self.action_space = gym.spaces.Box(-1, 1, (4,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.s = self.np_random.uniform(-1, 1, 7).astype(np.float32)
+        return self.s, {}
+
+    def step(self, action):
+        reward = -float(np.sum((np.asarray(action) - self.s[:4]) ** 2)) + 0.1 * float(self.s[4])
+        self.t += 1
+        self.s = self.np_random.uniform(-1, 1, 7).astype(np.float32)
+        return self.s, reward, False, self.t >= 20, {}
+
+
+def _trained(actor: str, steps: int) -> Ddpg:
+    env = DriftEnv()
+    env.reset(seed=4)
+    sample = np.random.default_rng(5).uniform(-1, 1, (100, 7))
+    params = DdpgParams(learning_starts=30, buffer_size=5000, actor_lr=1e-3, critic_lr=1e-3)
+    model = build_agent(actor, env, params, np.random.SeedSequence(6), sample)
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    model.learn(steps)
+    return model
+
+
+@pytest.mark.parametrize("actor", ["mlp", "pqc"])
+def test_training_steps_equal_sb3_train_bit_for_bit(actor, monkeypatch):
+    fast = _trained(actor, 250)
+    with monkeypatch.context() as m:
+        m.setattr(Ddpg, "train", TD3.train)
+        m.setattr(AgentPolicy, "set_training_mode", TD3Policy.set_training_mode)
+        reference = _trained(actor, 250)
+    assert fast._n_updates == reference._n_updates == 250 - 30
+    got, want = fast.policy.state_dict(), reference.policy.state_dict()
+    assert got.keys() == want.keys()
+    for name in want:
+        assert torch.equal(got[name], want[name]), name
+    # the networks moved away from their initial values and the targets followed
+    start = _trained(actor, 30).policy.state_dict()
+    assert any(not torch.equal(start[k], want[k]) for k in want if k.startswith("actor."))
+    assert any(not torch.equal(start[k], want[k]) for k in want if k.startswith("critic_target"))
+    for opt in ("actor", "critic"):
+        a = getattr(fast, opt).optimizer.state_dict()["state"]
+        b = getattr(reference, opt).optimizer.state_dict()["state"]
+        for i in b:
+            for key in b[i]:
+                assert torch.equal(a[i][key], b[i][key]), (opt, i, key)
+
+
+def test_training_mode_switches_actor_and_critic_not_targets():
+    model = _trained("pqc", 0)
+    policy = model.policy
+    policy.set_training_mode(True)
+    assert all(m.training for net in (policy.actor, policy.critic) for m in net.modules())
+    assert not any(
+        m.training for net in (policy.actor_target, policy.critic_target) for m in net.modules()
+    )
+    policy.set_training_mode(False)
+    assert not any(m.training for m in policy.modules())
