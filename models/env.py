@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import asdict
 
 import gymnasium as gym
 import numpy as np
@@ -29,7 +28,7 @@ from models.agents.mdp import (
     EpochLedger,
     MdpParams,
     MdpSpec,
-    decode_actions,
+    decode_action,
     task_states,
 )
 from models.policies.base import Policy
@@ -178,12 +177,10 @@ class OffloadEnv(gym.Env):
         if self._ended or self._obs is None:
             raise SimError("step() called on a finished episode; call reset() first")
         obs, k = self._obs, self._k
-        row = np.zeros((obs.n_tasks, len(ACTION_NAMES)))
-        row[k] = np.asarray(action, dtype=np.float64).reshape(-1)
-        decided = decode_actions(obs, row, self.mdp)
-        self._actions.server[k] = decided.server[k]
-        self._actions.share[k] = decided.share[k]
-        self._actions.power[k] = decided.power[k]
+        server, share, power = decode_action(obs, k, action, self.mdp)
+        self._actions.server[k] = server
+        self._actions.share[k] = share
+        self._actions.power[k] = power
         outcome = self._ledger.commit(k, self._actions)
         self._steps += 1
         self._k += 1
@@ -193,8 +190,8 @@ class OffloadEnv(gym.Env):
         terminated = self._ended
         truncated = not terminated and self._steps >= self.episode_steps
         state = self._state() if not terminated else np.zeros(self.mdp.n_features, np.float32)
-        info = asdict(outcome)
-        info["offload"] = bool(decided.server[k] >= 0)
+        info = dict(vars(outcome))  # asdict() of its flat fields, without the deep copies
+        info["offload"] = server >= 0
         return state, outcome.reward, terminated, truncated, info
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """The fast paths of RL training equal the code they replace: the policy circuit's
 vector-Jacobian product against its Jacobian and the parameter-shift rule on Qiskit's
 Statevector, DDPG training steps against Stable-Baselines3's own ``TD3.train`` (bit for
-bit)."""
+bit), the environment's one-task action decoding against the batch decoding."""
 
 from __future__ import annotations
 
@@ -11,15 +11,19 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import run_table, scenario
 from qiskit.quantum_info import Statevector
 from stable_baselines3 import TD3
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.td3.policies import TD3Policy
 
 from models.agents.ddpg import AgentPolicy, Ddpg, DdpgParams, build_agent
+from models.agents.mdp import MdpParams, MdpSpec, decode_action, decode_actions
+from models.policies.base import Policy
 from models.quantum_actor import PqcLayer
 from qpu.statevector import BLOCK, PolicyCircuit
 from qpu.templates import TemplateError, policy_inference
+from sim.errors import SimError
 
 torch.set_num_threads(1)
 
@@ -162,3 +166,41 @@ def test_training_mode_switches_actor_and_critic_not_targets():
     )
     policy.set_training_mode(False)
     assert not any(m.training for m in policy.modules())
+
+
+class _DecodeBoth(Policy):
+    """Decodes random agent actions (with edge values) both ways at every epoch."""
+
+    id = "test-decode-both"
+
+    def __init__(self, sc) -> None:
+        super().__init__(None, sc, np.random.default_rng(0))
+        self.spec = MdpSpec.of(sc, MdpParams(servers_observed=3))
+        self.rng = np.random.default_rng(8)
+        self.compared = 0
+        self.offloaded = 0
+
+    def decide(self, obs):
+        k = obs.n_tasks
+        acts = self.rng.uniform(-1.2, 1.2, (k, 4))
+        edges = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 1e-300, 0.999999])
+        mask = self.rng.random((k, 4)) < 0.3
+        acts[mask] = self.rng.choice(edges, mask.sum())
+        batch = decode_actions(obs, acts, self.spec)
+        for j in range(k):
+            server, share, power = decode_action(obs, j, acts[j], self.spec)
+            assert server == batch.server[j]
+            assert share == batch.share[j] and power == batch.power[j]  # same floats
+            self.offloaded += server >= 0
+        self.compared += k
+        return batch
+
+
+def test_one_task_decoding_equals_the_batch_decoding():
+    sc = scenario(engine={"horizon": "5 s"}, servers={"count": 4})
+    policy = _DecodeBoth(sc)
+    run_table(sc, policy=policy)
+    assert policy.compared > 100 and 0 < policy.offloaded < policy.compared
+    obs_spec = policy.spec
+    with pytest.raises(SimError, match="agent action of shape"):
+        decode_action(None, 0, np.zeros(3), obs_spec)  # type: ignore[arg-type]

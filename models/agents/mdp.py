@@ -40,6 +40,7 @@ exceeds the vehicles' energy budget (19c). Power (19g) and sigma (19f) hold by c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,15 +133,20 @@ class MdpSpec:
         return 5 + 3 * self.n_servers + (2 if self.twin else 0)
 
 
-def _candidates(obs: Observation, spec: MdpSpec) -> np.ndarray:
-    """(K, m) the observed servers of each task's vehicle, nearest first."""
+def _vehicle_candidates(obs: Observation, spec: MdpSpec) -> np.ndarray:
+    """(V, >= m) the candidate servers of each vehicle, nearest first."""
     cand = obs.vehicle_candidates
     if cand.shape[1] < spec.n_servers:
         raise SimError(
             f"the world keeps {cand.shape[1]} candidate servers per vehicle; "
             f"servers_observed = {spec.n_servers} needs as many"
         )
-    return cand[obs.task_vehicle, : spec.n_servers]
+    return cand
+
+
+def _candidates(obs: Observation, spec: MdpSpec) -> np.ndarray:
+    """(K, m) the observed servers of each task's vehicle, nearest first."""
+    return _vehicle_candidates(obs, spec)[obs.task_vehicle, : spec.n_servers]
 
 
 def task_states(obs: Observation, spec: MdpSpec) -> np.ndarray:
@@ -202,6 +208,31 @@ def decode_actions(obs: Observation, action: np.ndarray, spec: MdpSpec) -> Actio
         target = cand[np.arange(k), pick]
         server = np.where(a[:, 2] > 0, target, -1)
     return Actions(server=server, share=share, power=power)
+
+
+def decode_action(
+    obs: Observation, k: int, action: np.ndarray, spec: MdpSpec
+) -> tuple[int, float, float]:
+    """Task ``k``'s entry of :func:`decode_actions` for one agent action (4,): server (-1
+    local), share and power, by the same arithmetic on Python floats (the training
+    environment decodes one task per step, where array calls would cost more than the
+    arithmetic)."""
+    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    if a.shape != (len(ACTION_NAMES),):
+        raise SimError(f"agent action of shape {a.shape}; expected ({len(ACTION_NAMES)},)")
+    cand = _vehicle_candidates(obs, spec)
+    b, pw, alpha, target = (0.0 if math.isnan(x) else min(max(x, -1.0), 1.0) for x in a.tolist())
+    p = spec.params
+    v = int(obs.task_vehicle[k])
+    share = p.min_share + (1.0 - p.min_share) * (0.5 * (b + 1.0))
+    power = float(obs.vehicle_power_max[v]) * (
+        p.min_power + (1.0 - p.min_power) * (0.5 * (pw + 1.0))
+    )
+    server = -1
+    if alpha > 0:
+        pick = min(int(0.5 * (target + 1.0) * spec.n_servers), spec.n_servers - 1)
+        server = int(cand[v, pick])
+    return server, share, power
 
 
 @dataclass
