@@ -298,7 +298,8 @@ def _evaluation(doc: Document, result) -> None:
         "p",
         "Mean with its 95 % confidence interval in brackets; n is the number of runs with a value.",
     )
-    if (result.evaluation["n"] < 2).any():
+    shown = result.evaluation[result.evaluation["metric"].isin(result_metrics(result))]
+    if (shown["n"] < 2).any():
         doc.p("A policy with fewer than 2 runs has no interval ('no CI').")
     captions = {
         "eval_cost_mean": "Mean cost per task per policy, 95 % CI (agents: models pooled).",
