@@ -276,6 +276,7 @@ class QPULink:
             done = (c.column("status") == 0) & (c.column("arrival") >= self.warmup)
             wait = c.column("end")[done] - c.column("arrival")[done]
             out["decision_latency_mean"] = float(wait.mean()) if wait.size else math.nan
+            out["decision_latency_p95"] = float(np.percentile(wait, 95)) if wait.size else math.nan
             out["decision_latency_max"] = float(wait.max()) if wait.size else math.nan
             m = self.decider.metrics(self.horizon)
             out["decision_qpu_utilisation_mean"] = float(np.mean(m.get("utilisation", [0.0])))

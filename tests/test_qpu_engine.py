@@ -194,6 +194,8 @@ def test_decisions_of_a_quantum_policy_wait_for_their_inference_jobs():
     extra = result.extra()
     lat = (dec["end"] - dec["submit"])[t.arrival >= sc.engine.warmup]
     assert extra["decision_latency_mean"] == pytest.approx(lat.mean(), rel=1e-9)
+    assert extra["decision_latency_p95"] == pytest.approx(np.percentile(lat, 95), rel=1e-9)
+    assert extra["decision_latency_max"] == pytest.approx(lat.max(), rel=1e-9)
     # the same run without the policy site: decisions take no time, tasks finish sooner
     t0, _ = run_table(
         sc.model_copy(update={"qpu": sc.qpu.model_copy(update={"policy_site": None})}),
