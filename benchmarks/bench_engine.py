@@ -884,9 +884,11 @@ def profile_world(horizon: float, epoch: float = 0.1, top: int = 25) -> str:
 def warm_up() -> None:
     """Load (or compile) every Numba kernel used below with tiny runs."""
     simulate(mmc_scenario(0.01), summary_sink(mmc_scenario(0.01)))
-    for policy in ("nearest", "greedy"):
-        sc = world_scenario(5, policy, 0.5, 0.1)
-        simulate(sc, summary_sink(sc))
+    # 5 vehicles (1 server: nearest server by full scan) and 200 (20 servers: by grid)
+    for n_vehicles in (5, 200):
+        for policy in ("nearest", "greedy"):
+            sc = world_scenario(n_vehicles, policy, 0.5, 0.1)
+            simulate(sc, summary_sink(sc))
 
 
 def environment() -> dict[str, Any]:
