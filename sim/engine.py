@@ -29,15 +29,16 @@ import simpy
 
 from sim.allocator import keep_freed_memory
 from sim.errors import SimError
+from sim.inflight import InFlight
 from sim.kernels import (
     PHASE_DECIDE,
-    PHASE_DONE,
-    PHASE_FIRST,
-    apply_decisions,
+    admit_rows,
+    apply_decisions_into,
     finish_tasks,
     serve_edge,
     serve_epoch,
     serve_front,
+    split_done,
 )
 from sim.observation import Actions, Observation
 from sim.records import TASK_COLUMNS
@@ -49,6 +50,37 @@ from sim.world import World
 RECORD_COLUMNS = TASK_COLUMNS
 _QPU_COLUMNS = ("wait_qpu", "qpu_time")
 _KERNEL_COLUMNS = tuple(c for c in TASK_COLUMNS if c not in _QPU_COLUMNS)
+# Columns of the rows in flight: the task's own, the decision's, the queues' state; the
+# QPU ones only with QPUs, and the decision job's only for a policy deciding on a QPU.
+_INFLIGHT_COLUMNS = (
+    ("task_id", np.int64),
+    ("vehicle", np.int64),
+    ("arrival", np.float64),
+    ("size_bits", np.float64),
+    ("cycles", np.float64),
+    ("deadline", np.float64),
+    ("priority", np.float64),
+    ("offload", np.bool_),
+    ("server", np.int32),
+    ("share", np.float64),
+    ("power", np.float64),
+    ("rate", np.float64),
+    ("tx_start", np.float64),
+    ("tx_time", np.float64),
+    ("compute_start", np.float64),
+    ("compute_time", np.float64),
+    ("status", np.int8),
+    ("phase", np.int8),
+    ("drop_time", np.float64),
+    ("key", np.float64),
+)
+_QPU_INFLIGHT_COLUMNS = (
+    ("q_site", np.int64),
+    ("q_job", np.int64),
+    ("q_start", np.float64),
+    ("q_time", np.float64),
+)
+_DECIDE_INFLIGHT_COLUMNS = (("ready", np.float64), ("d_job", np.int64))
 
 
 @dataclass
@@ -108,12 +140,6 @@ class EngineResult:
         }
 
 
-def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    if not a or a["task_id"].shape[0] == 0:
-        return b
-    return {k: np.concatenate((a[k], b[k])) for k in b}
-
-
 class Engine:
     """Runs one scenario with one policy; finished tasks go to ``sink.add(batch)``."""
 
@@ -129,7 +155,6 @@ class Engine:
         self.local = QueueState.make(np.ones(n, dtype=np.int64))
         self.uplink = QueueState.make(np.ones(n, dtype=np.int64))
         self.edge = QueueState.make(self.world.server_cores)
-        self.inflight: dict[str, np.ndarray] = {}
         self.violations = Violations()
         self.n_tasks = 0
         self.n_epochs = 0
@@ -169,6 +194,12 @@ class Engine:
             and self.qpu.decider is not None
             and bool(getattr(policy, "runs_on_qpu", False))
         )
+        columns = _INFLIGHT_COLUMNS
+        if self.qpu is not None:
+            columns += _QPU_INFLIGHT_COLUMNS
+        if self._decide_on_qpu:
+            columns += _DECIDE_INFLIGHT_COLUMNS
+        self.inflight = InFlight(columns)
 
     # ------------------------------------------------------------------ driving
     def run(self) -> EngineResult:
@@ -181,7 +212,7 @@ class Engine:
         finally:
             self.world.close()  # e.g. a SUMO simulation stepped by the mobility model
         self._serve(math.inf)  # drain what is still queued at the horizon
-        if self.inflight and self.inflight["task_id"].shape[0]:
+        if self.inflight.n:
             raise SimError("tasks left unserved after the drain")  # pragma: no cover
         result = EngineResult(self.n_tasks, self.n_epochs, self.violations, self._utilisation())
         if self.qpu is not None:
@@ -226,12 +257,9 @@ class Engine:
             actions = self.policy.decide(self.observe(t0, tasks))
             new = self._apply(tasks, actions)
             if self._decide_on_qpu:
-                new.update(
-                    phase=np.full(k, PHASE_DECIDE, dtype=np.int8),
-                    ready=np.full(k, np.nan),
-                    d_job=self.qpu.submit_decisions(t0, k),
-                )
-            self.inflight = _concat(self.inflight, new)
+                new["phase"][:] = PHASE_DECIDE
+                new["ready"][:] = np.nan
+                new["d_job"][:] = self.qpu.submit_decisions(t0, k)
         self._serve(t1)
 
     # ------------------------------------------------------------------ decisions
@@ -301,23 +329,14 @@ class Engine:
         )
 
     def _apply(self, tasks: dict[str, np.ndarray], actions: Actions) -> dict[str, np.ndarray]:
-        """Turn decisions into per-task service times, rates and energies (rows in flight)."""
+        """Turn decisions into per-task service times, rates and energies, written as new
+        rows in flight; returns those rows."""
         k = tasks["task_id"].shape[0]
         server, share, power = self._arrays(actions, k)
         w, sc = self.world, self.sc
-        (
-            out_share,
-            out_power,
-            rate,
-            tx_time,
-            compute_time,
-            n_power,
-            n_bw,
-            n_loc,
-            n_edge,
-            error,
-            bad,
-        ) = apply_decisions(
+        n_before = self.inflight.n
+        rows = self.inflight.append(k)
+        n_power, n_bw, n_loc, n_edge, error, bad = apply_decisions_into(
             tasks["vehicle"],
             tasks["size_bits"],
             tasks["cycles"],
@@ -345,39 +364,52 @@ class Engine:
             w.server_cpu,
             w.server_cores,
             self.epoch,
+            rows["share"],
+            rows["power"],
+            rows["rate"],
+            rows["tx_time"],
+            rows["compute_time"],
         )
         if error:
+            self.inflight.truncate(n_before)
             raise self._invalid(error, bad, server, share, power)
         vi = self.violations
         vi.power += n_power
         vi.bandwidth += n_bw
         vi.local_capacity += n_loc
         vi.edge_capacity += n_edge
-        if self.twin is not None:
-            self.twin.count_work(server, compute_time)
-        rows = dict(tasks)
-        rows.update(
-            offload=server >= 0,
-            server=server.astype(np.int32),
-            share=out_share,
-            power=out_power,
-            rate=rate,
-            tx_start=np.full(k, np.nan),
-            tx_time=tx_time,
-            compute_start=np.full(k, np.nan),
-            compute_time=compute_time,
-            status=np.zeros(k, dtype=np.int8),
-            phase=np.full(k, PHASE_FIRST, dtype=np.int8),
-            drop_time=np.full(k, np.nan),
-            key=-tasks["priority"],
+        admit_rows(
+            tasks["task_id"],
+            tasks["vehicle"],
+            tasks["arrival"],
+            tasks["size_bits"],
+            tasks["cycles"],
+            tasks["deadline"],
+            tasks["priority"],
+            server,
+            rows["task_id"],
+            rows["vehicle"],
+            rows["arrival"],
+            rows["size_bits"],
+            rows["cycles"],
+            rows["deadline"],
+            rows["priority"],
+            rows["offload"],
+            rows["server"],
+            rows["tx_start"],
+            rows["compute_start"],
+            rows["status"],
+            rows["phase"],
+            rows["drop_time"],
+            rows["key"],
         )
+        if self.twin is not None:
+            self.twin.count_work(server, rows["compute_time"])
         if self.qpu is not None:
-            rows.update(
-                q_site=self.qpu.task_sites(server),
-                q_job=np.full(k, -1, dtype=np.int64),
-                q_start=np.full(k, np.nan),
-                q_time=np.full(k, np.nan),
-            )
+            rows["q_site"][:] = self.qpu.task_sites(server)
+            rows["q_job"][:] = -1
+            rows["q_start"][:] = np.nan
+            rows["q_time"][:] = np.nan
         return rows
 
     def _fading_or_empty(self) -> np.ndarray:
@@ -386,24 +418,21 @@ class Engine:
 
     # ------------------------------------------------------------------ queues
     def _serve(self, t_known: float) -> None:
-        rows = self.inflight
-        if not rows or rows["task_id"].shape[0] == 0:
+        n = self.inflight.n
+        if n == 0:
             if self.qpu is not None:
                 self.qpu.advance(t_known)
             return
+        rows = self.inflight.rows()
         if self.qpu is not None:
             n_done = self._serve_with_qpus(rows, t_known)
         else:
             n_done = self._serve_plain(rows, t_known)
         if n_done == 0:
             return
-        done = rows["phase"] == PHASE_DONE
-        self.sink.add(self._finish(rows, np.flatnonzero(done)))
-        if n_done == done.shape[0]:
-            self.inflight = {}
-        else:
-            keep = np.flatnonzero(~done)
-            self.inflight = {k: v[keep] for k, v in rows.items()}
+        done, keep = split_done(rows["phase"], n)
+        self.sink.add(self._finish(rows, done))
+        self.inflight.keep(keep)
 
     def _serve_plain(self, rows: dict[str, np.ndarray], t_known: float) -> int:
         v, srv = self.sc.vehicles, self.sc.servers

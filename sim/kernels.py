@@ -783,7 +783,7 @@ def serve_edge(
 
 
 @njit(cache=True)
-def apply_decisions(
+def apply_decisions_into(
     vehicle,
     size_bits,
     cycles,
@@ -811,18 +811,25 @@ def apply_decisions(
     server_cpu,
     server_cores,
     epoch,
+    out_share,
+    out_power,
+    rate,
+    tx_time,
+    compute_time,
 ):
-    """Turn one epoch's decisions into rates, service times and violation counts.
+    """Turn one epoch's decisions into rates, service times and violation counts, written
+    into ``out_share``, ``out_power``, ``rate``, ``tx_time`` and ``compute_time`` (one entry
+    per task; the first four NaN for a task computed locally).
 
     Gains come from the positions (eq. [3]) times the fading block (empty: no fading).
     Per task: the power is clipped to P_max (19g counted), bandwidth shares held at a server
     are scaled to sum to at most one (19k counted per server), and the rate of eq. [10],
     transmission time D sigma_ij / R and computation time s_c sigma / C follow. Also counts
     vehicles (19d) and servers (19e) offered more cycles in the epoch than they can run.
-    Tasks must be sorted by vehicle. Returns (share, power, rate, tx_time, compute_time,
-    n_power, n_bandwidth, n_local_capacity, n_edge_capacity, error, index): ``error`` is 0,
-    or 1 (server out of range), 2 (share outside (0, 1]) or 3 (power not positive and
-    finite) for the action of task ``index``, and then nothing else is computed.
+    Tasks must be sorted by vehicle. Returns (n_power, n_bandwidth, n_local_capacity,
+    n_edge_capacity, error, index): ``error`` is 0, or 1 (server out of range), 2 (share
+    outside (0, 1]) or 3 (power not positive and finite) for the action of task ``index``,
+    and then nothing is written.
     """
     k = vehicle.shape[0]
     n_v = vehicle_cpu.shape[0]
@@ -830,17 +837,12 @@ def apply_decisions(
     for i in range(k):
         s = server[i]
         if s < -1 or s >= n_s:
-            return _invalid(k, 1, i)
+            return 0, 0, 0, 0, 1, i
         if s >= 0:
             if not (share[i] > 0.0 and share[i] <= 1.0):
-                return _invalid(k, 2, i)
+                return 0, 0, 0, 0, 2, i
             if not (power[i] > 0.0 and np.isfinite(power[i])):
-                return _invalid(k, 3, i)
-    out_share = np.full(k, np.nan)
-    out_power = np.full(k, np.nan)
-    rate = np.full(k, np.nan)
-    tx_time = np.full(k, np.nan)
-    compute_time = np.empty(k)
+                return 0, 0, 0, 0, 3, i
     n_power = 0
     loc_cycles = np.zeros(n_v)
     edge_cycles = np.zeros(n_s)
@@ -858,6 +860,10 @@ def apply_decisions(
         if s < 0:
             compute_time[i] = cycles[i] * local_factor[v]
             loc_cycles[v] += cycles[i]
+            out_share[i] = np.nan
+            out_power[i] = np.nan
+            rate[i] = np.nan
+            tx_time[i] = np.nan
             continue
         compute_time[i] = cycles[i] * edge_factor[s]
         edge_cycles[s] += cycles[i]
@@ -894,6 +900,85 @@ def apply_decisions(
     for s in range(n_s):
         if edge_cycles[s] * edge_accuracy > server_cpu[s] * server_cores[s] * epoch:
             n_edge_cap += 1
+    return n_power, n_bw, n_loc_cap, n_edge_cap, 0, -1
+
+
+@njit(cache=True)
+def apply_decisions(
+    vehicle,
+    size_bits,
+    cycles,
+    server,
+    share,
+    power,
+    power_max,
+    vehicle_position,
+    server_position,
+    fading,
+    reference_gain,
+    reference_distance,
+    exponent,
+    min_distance,
+    interference,
+    bandwidth,
+    noise,
+    noise_is_density,
+    sigma_ij,
+    local_factor,
+    edge_factor,
+    local_accuracy,
+    edge_accuracy,
+    vehicle_cpu,
+    server_cpu,
+    server_cores,
+    epoch,
+):
+    """:func:`apply_decisions_into` into new arrays. Returns (share, power, rate, tx_time,
+    compute_time, n_power, n_bandwidth, n_local_capacity, n_edge_capacity, error, index);
+    the arrays are empty when ``error`` is not 0."""
+    k = vehicle.shape[0]
+    out_share = np.empty(k)
+    out_power = np.empty(k)
+    rate = np.empty(k)
+    tx_time = np.empty(k)
+    compute_time = np.empty(k)
+    n_power, n_bw, n_loc, n_edge, error, index = apply_decisions_into(
+        vehicle,
+        size_bits,
+        cycles,
+        server,
+        share,
+        power,
+        power_max,
+        vehicle_position,
+        server_position,
+        fading,
+        reference_gain,
+        reference_distance,
+        exponent,
+        min_distance,
+        interference,
+        bandwidth,
+        noise,
+        noise_is_density,
+        sigma_ij,
+        local_factor,
+        edge_factor,
+        local_accuracy,
+        edge_accuracy,
+        vehicle_cpu,
+        server_cpu,
+        server_cores,
+        epoch,
+        out_share,
+        out_power,
+        rate,
+        tx_time,
+        compute_time,
+    )
+    if error:
+        e = np.empty(0)
+        return e, e, e, e, e, 0, 0, 0, 0, error, index
     return (
         out_share,
         out_power,
@@ -902,15 +987,86 @@ def apply_decisions(
         compute_time,
         n_power,
         n_bw,
-        n_loc_cap,
-        n_edge_cap,
+        n_loc,
+        n_edge,
         0,
         -1,
     )
 
 
 @njit(cache=True)
-def _invalid(k, kind, index):
-    """The result of :func:`apply_decisions` for an invalid action (kind, task index)."""
-    e = np.empty(0)
-    return e, e, e, e, e, 0, 0, 0, 0, kind, index
+def admit_rows(
+    task_id,
+    vehicle,
+    arrival,
+    size_bits,
+    cycles,
+    deadline,
+    priority,
+    server,
+    o_task_id,
+    o_vehicle,
+    o_arrival,
+    o_size_bits,
+    o_cycles,
+    o_deadline,
+    o_priority,
+    o_offload,
+    o_server,
+    o_tx_start,
+    o_compute_start,
+    o_status,
+    o_phase,
+    o_drop_time,
+    o_key,
+):
+    """Write the columns of new rows in flight that do not depend on the channel: the
+    task's own (copied), ``offload`` (server >= 0), ``server``, no service started yet
+    (NaN starts and drop time, status 0, PHASE_FIRST) and the queue key -priority."""
+    for i in range(task_id.shape[0]):
+        o_task_id[i] = task_id[i]
+        o_vehicle[i] = vehicle[i]
+        o_arrival[i] = arrival[i]
+        o_size_bits[i] = size_bits[i]
+        o_cycles[i] = cycles[i]
+        o_deadline[i] = deadline[i]
+        o_priority[i] = priority[i]
+        o_offload[i] = server[i] >= 0
+        o_server[i] = server[i]
+        o_tx_start[i] = np.nan
+        o_compute_start[i] = np.nan
+        o_status[i] = 0
+        o_phase[i] = PHASE_FIRST
+        o_drop_time[i] = np.nan
+        o_key[i] = -priority[i]
+
+
+@njit(cache=True)
+def split_done(phase, n):
+    """Indices of the first ``n`` rows that are in PHASE_DONE and of those that are not,
+    each in row order."""
+    n_done = 0
+    for i in range(n):
+        if phase[i] == PHASE_DONE:
+            n_done += 1
+    done = np.empty(n_done, dtype=np.int64)
+    keep = np.empty(n - n_done, dtype=np.int64)
+    a = 0
+    b = 0
+    for i in range(n):
+        if phase[i] == PHASE_DONE:
+            done[a] = i
+            a += 1
+        else:
+            keep[b] = i
+            b += 1
+    return done, keep
+
+
+@njit(cache=True)
+def keep_rows(block, keep):
+    """Move columns ``keep`` (ascending) of ``block`` (rows, capacity) to the front, in
+    place and in order."""
+    for r in range(block.shape[0]):
+        for j in range(keep.shape[0]):
+            block[r, j] = block[r, keep[j]]

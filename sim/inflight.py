@@ -1,0 +1,84 @@
+"""The rows of the tasks in flight, kept from epoch to epoch in preallocated columns.
+
+Each epoch appends its new tasks after the rows carried over from earlier epochs, and once
+the finished rows have gone to the sink, moves the others to the front in their order. The
+columns of one dtype are the rows of one 2-D block (column, capacity), so every column is a
+contiguous array and dropping finished rows is one compiled pass per block
+(:func:`sim.kernels.keep_rows`), whatever the number of columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sim.kernels import keep_rows
+
+
+class InFlight:
+    """Columns ``(name, dtype)`` of ``n`` rows in flight, growing as needed."""
+
+    def __init__(self, columns: Sequence[tuple[str, type]], capacity: int = 1024) -> None:
+        dtypes: list[np.dtype] = []
+        sizes: list[int] = []
+        self._slot: dict[str, tuple[int, int]] = {}
+        for name, dtype in columns:
+            dt = np.dtype(dtype)
+            if dt not in dtypes:
+                dtypes.append(dt)
+                sizes.append(0)
+            b = dtypes.index(dt)
+            self._slot[name] = (b, sizes[b])
+            sizes[b] += 1
+        self.names = tuple(self._slot)
+        self.capacity = max(int(capacity), 1)
+        self.blocks = [
+            np.empty((m, self.capacity), dtype=dt) for dt, m in zip(dtypes, sizes, strict=True)
+        ]
+        self.n = 0
+        self._views: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _span(self, lo: int, hi: int) -> dict[str, np.ndarray]:
+        return {name: self.blocks[b][r, lo:hi] for name, (b, r) in self._slot.items()}
+
+    def rows(self) -> dict[str, np.ndarray]:
+        """Every column's first ``n`` rows (views, valid until the next append or keep)."""
+        if self._views is None:
+            self._views = self._span(0, self.n)
+        return self._views
+
+    def append(self, k: int) -> dict[str, np.ndarray]:
+        """Add ``k`` rows at the end; returns views of their columns, which the caller
+        fills (their contents are undefined until then)."""
+        lo = self.n
+        hi = lo + int(k)
+        if hi > self.capacity:
+            capacity = max(hi, 2 * self.capacity)
+            grown = []
+            for block in self.blocks:
+                new = np.empty((block.shape[0], capacity), dtype=block.dtype)
+                new[:, :lo] = block[:, :lo]
+                grown.append(new)
+            self.blocks = grown
+            self.capacity = capacity
+        self.n = hi
+        self._views = None
+        return self._span(lo, hi)
+
+    def truncate(self, n: int) -> None:
+        """Keep only the first ``n`` rows (e.g. to take back an append)."""
+        self.n = min(self.n, int(n))
+        self._views = None
+
+    def keep(self, idx: np.ndarray) -> None:
+        """Keep only rows ``idx`` (ascending), moved to the front in that order."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.shape[0] != self.n:
+            for block in self.blocks:
+                keep_rows(block, idx)
+        self.n = idx.shape[0]
+        self._views = None
