@@ -34,6 +34,7 @@ from sim.kernels import (
     PHASE_DECIDE,
     admit_rows,
     apply_decisions_into,
+    finish_summary,
     finish_tasks,
     serve_edge,
     serve_epoch,
@@ -50,6 +51,8 @@ from sim.world import World
 RECORD_COLUMNS = TASK_COLUMNS
 _QPU_COLUMNS = ("wait_qpu", "qpu_time")
 _KERNEL_COLUMNS = tuple(c for c in TASK_COLUMNS if c not in _QPU_COLUMNS)
+# the columns finish_summary returns, in its order
+_SUMMARY_KERNEL_COLUMNS = tuple(c for c in _KERNEL_COLUMNS if c in SUMMARY_COLUMNS)
 # Columns of the rows in flight: the task's own, the decision's, the queues' state; the
 # QPU ones only with QPUs, and the decision job's only for a policy deciding on a QPU.
 _INFLIGHT_COLUMNS = (
@@ -536,7 +539,7 @@ class Engine:
     def _finish(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
         """Task-table rows (RECORD_COLUMNS) of the finished tasks ``idx`` of ``rows``; only
         the summary's columns when the sink keeps no table."""
-        cols = finish_tasks(
+        args = (
             idx,
             rows["task_id"],
             rows["offload"],
@@ -561,12 +564,11 @@ class Engine:
             self._w1,
             self.sc.cost.include_edge_energy,
             self.horizon,
-            self._full_rows,
         )
         if self._full_rows:
-            out = dict(zip(_KERNEL_COLUMNS, cols, strict=True))
+            out = dict(zip(_KERNEL_COLUMNS, finish_tasks(*args, True), strict=True))
         else:
-            out = {k: c for k, c in zip(_KERNEL_COLUMNS, cols, strict=True) if k in SUMMARY_COLUMNS}
+            out = dict(zip(_SUMMARY_KERNEL_COLUMNS, finish_summary(*args), strict=True))
         if self.qpu is not None:
             q_start = rows["q_start"][idx]
             q_time = rows["q_time"][idx]

@@ -407,6 +407,66 @@ def finish_tasks(
     )
 
 
+@njit(cache=True)
+def finish_summary(
+    idx,
+    task_id,
+    offload,
+    status,
+    vehicle,
+    server,
+    arrival,
+    size_bits,
+    deadline,
+    priority,
+    cycles,
+    share,
+    power,
+    rate,
+    tx_start,
+    tx_time,
+    compute_start,
+    compute_time,
+    drop_time,
+    local_energy_per_cycle,
+    edge_energy_per_cycle,
+    latency_weight,
+    include_edge_energy,
+    horizon,
+):
+    """The columns of :func:`finish_tasks` that the run summary reads (arrival, offload,
+    tx_time, wait_uplink, wait_compute, compute_time, latency, energy, edge_energy, cost,
+    status, deadline_met, in_flight, in that order), without handing back the others."""
+    c = finish_tasks(
+        idx,
+        task_id,
+        offload,
+        status,
+        vehicle,
+        server,
+        arrival,
+        size_bits,
+        deadline,
+        priority,
+        cycles,
+        share,
+        power,
+        rate,
+        tx_start,
+        tx_time,
+        compute_start,
+        compute_time,
+        drop_time,
+        local_energy_per_cycle,
+        edge_energy_per_cycle,
+        latency_weight,
+        include_edge_energy,
+        horizon,
+        False,
+    )
+    return c[2], c[7], c[13], c[14], c[16], c[17], c[19], c[20], c[21], c[22], c[23], c[24], c[25]
+
+
 PHASE_FIRST = 0  # waiting for the local CPU or the uplink
 PHASE_EDGE = 1  # transmitted (and through its QPU job, if any), waiting for the edge CPU
 PHASE_DONE = 2  # completed or dropped
@@ -846,8 +906,8 @@ def apply_decisions_into(
     n_power = 0
     loc_cycles = np.zeros(n_v)
     edge_cycles = np.zeros(n_s)
-    offloaded = np.where(server >= 0, server, -1)
-    load = bandwidth_load(vehicle, offloaded, np.where(server >= 0, share, 0.0), n_s)
+    # servers are -1 (local, not counted) to n_s - 1 here, and a local task's share is not read
+    load = bandwidth_load(vehicle, server, share, n_s)
     n_bw = 0
     scale = np.ones(n_s)
     for s in range(n_s):

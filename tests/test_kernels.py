@@ -439,3 +439,54 @@ def test_serve_epoch_is_front_then_edge_without_qpus():
         results.append(r)
     for col in ("tx_start", "compute_start", "drop_time"):
         np.testing.assert_array_equal(results[0][col], results[1][col])
+
+
+def test_finish_summary_is_the_summary_columns_of_finish_tasks():
+    """The summary-only finish gives, byte for byte, the summary's columns of the full one
+    (local, transmitted, dropped before and after transmission, completed past the horizon)."""
+    from sim.engine import _KERNEL_COLUMNS, _SUMMARY_KERNEL_COLUMNS
+    from sim.kernels import finish_summary, finish_tasks
+
+    rng = np.random.default_rng(11)
+    n, n_v, n_s = 600, 12, 4
+    offload = rng.random(n) < 0.7
+    status = (rng.random(n) < 0.2).astype(np.int8)
+    arrival = np.sort(rng.random(n) * 2.0)
+    tx_time = np.where(offload, rng.uniform(1e-4, 1e-3, n), np.nan)
+    tx_start = np.where(offload, arrival + rng.uniform(0, 1e-3, n), np.nan)
+    tx_start[offload & (rng.random(n) < 0.1)] = np.nan  # dropped before transmitting
+    compute_start = np.where(offload, tx_start + tx_time, arrival) + rng.uniform(0, 1e-3, n)
+    compute_start[status == 1] = np.nan
+    drop_time = np.where(status == 1, arrival + 0.05, np.nan)
+    args = (
+        rng.permutation(n)[: n // 2],
+        np.arange(n),
+        offload,
+        status,
+        rng.integers(0, n_v, n),
+        np.where(offload, rng.integers(0, n_s, n), -1).astype(np.int32),
+        arrival,
+        rng.uniform(1e4, 2e4, n),
+        arrival + 0.05,
+        rng.normal(size=n),
+        rng.uniform(1e6, 2e6, n),
+        rng.random(n),
+        rng.random(n),
+        rng.uniform(1e6, 1e7, n),
+        tx_start,
+        tx_time,
+        compute_start,
+        rng.uniform(1e-4, 2e-3, n),
+        drop_time,
+        rng.uniform(1e-10, 1e-9, n_v),
+        rng.uniform(1e-11, 1e-10, n_s),
+        0.6,
+        True,
+        1.9,  # some tasks end after the horizon
+    )
+    full = dict(zip(_KERNEL_COLUMNS, finish_tasks(*args, True), strict=True))
+    got = finish_summary(*args)
+    assert len(got) == len(_SUMMARY_KERNEL_COLUMNS)
+    for name, col in zip(_SUMMARY_KERNEL_COLUMNS, got, strict=True):
+        assert col.dtype == full[name].dtype and col.tobytes() == full[name].tobytes(), name
+    assert full["in_flight"].any() and (full["status"] == 1).any()
