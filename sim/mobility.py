@@ -196,6 +196,21 @@ def leg_positions(t, t0, dur, origin, vel, width, height):
     return out
 
 
+@njit(cache=True)
+def leg_velocities(previous, changed, t, t0, vel):
+    """A copy of the ``(n, 2)`` velocities ``previous`` with those of vehicles ``changed``
+    set to their leg's ``vel`` (2, n) if they have left (``t0 <= t``), else to 0."""
+    out = previous.copy()
+    for i in changed:
+        if t0[i] <= t:
+            out[i, 0] = vel[0, i]
+            out[i, 1] = vel[1, i]
+        else:
+            out[i, 0] = 0.0
+            out[i, 1] = 0.0
+    return out
+
+
 def mean_distance_in_rectangle(width: float, height: float) -> float:
     """Mean distance between two points drawn uniformly in a ``width x height`` rectangle.
 
@@ -364,9 +379,9 @@ class RandomWaypoint(MobilityModel):
         if changed is None:
             self.velocities = _frozen(np.where(self._t0 <= t, self._vel, 0.0).T.copy())
         elif changed.size:
-            velocities = self.velocities.copy()
-            velocities[changed] = np.where(self._t0[changed] <= t, self._vel[:, changed], 0.0).T
-            self.velocities = _frozen(velocities)
+            self.velocities = _frozen(
+                leg_velocities(self.velocities, changed, t, self._t0, self._vel)
+            )
         # one compiled pass instead of a dozen array operations (see leg_positions)
         self.positions = _frozen(
             leg_positions(t, self._t0, self._dur, self._origin, self._vel, self.width, self.height)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.mobility import leg_positions
+from sim.mobility import leg_positions, leg_velocities
 
 
 def numpy_positions(t, t0, dur, origin, vel, width, height):
@@ -47,3 +47,22 @@ def test_leg_positions_equal_the_array_formula_bit_for_bit(seed):
     assert (got[:, 0][ok[:, 0]] <= width).all() and (got[:, 1][ok[:, 1]] <= height).all()
     # the NaN inputs really reach the output, so the comparison above covers them
     assert np.isnan(got[150:160]).any()
+
+
+def test_leg_velocities_equal_the_array_update():
+    rng = np.random.default_rng(9)
+    n, t = 500, 10.0
+    previous = rng.normal(size=(n, 2))
+    t0 = t + rng.normal(0.0, 1.0, n)
+    t0[:5] = t
+    t0[5:8] = np.nan
+    vel = rng.normal(size=(2, n))
+    vel[0, :3] = -0.0
+    changed = np.concatenate([np.arange(10), rng.integers(0, n, 40), [3, 3]])
+    want = previous.copy()
+    want[changed] = np.where(t0[changed] <= t, vel[:, changed], 0.0).T
+    got = leg_velocities(previous, changed, t, t0, vel)
+    assert got.tobytes() == want.tobytes()
+    assert got.flags.c_contiguous and got is not previous
+    got = leg_velocities(previous, np.empty(0, dtype=np.int64), t, t0, vel)
+    assert got.tobytes() == previous.tobytes()
