@@ -38,12 +38,17 @@ class InFlight:
         ]
         self.n = 0
         self._views: dict[str, np.ndarray] | None = None
+        self._columns()
 
     def __len__(self) -> int:
         return self.n
 
+    def _columns(self) -> None:
+        """Each column as a whole row of its block (slicing those is the cheapest view)."""
+        self._full = [(name, self.blocks[b][r]) for name, (b, r) in self._slot.items()]
+
     def _span(self, lo: int, hi: int) -> dict[str, np.ndarray]:
-        return {name: self.blocks[b][r, lo:hi] for name, (b, r) in self._slot.items()}
+        return {name: col[lo:hi] for name, col in self._full}
 
     def rows(self) -> dict[str, np.ndarray]:
         """Every column's first ``n`` rows (views, valid until the next append or keep)."""
@@ -65,6 +70,7 @@ class InFlight:
                 grown.append(new)
             self.blocks = grown
             self.capacity = capacity
+            self._columns()
         self.n = hi
         self._views = None
         return self._span(lo, hi)
