@@ -883,7 +883,9 @@ def profile_world(horizon: float, epoch: float = 0.1, top: int = 25) -> str:
 # --------------------------------------------------------------------------- driver
 def warm_up() -> None:
     """Load (or compile) every Numba kernel used below with tiny runs."""
-    simulate(mmc_scenario(0.01), summary_sink(mmc_scenario(0.01)))
+    mmc = mmc_scenario(0.01)
+    simulate(mmc, summary_sink(mmc))  # summary-only rows
+    simulate(mmc, BatchMeansSink(summary_sink(mmc), 0.01))  # full rows, as run_mmc_fast
     # 5 vehicles (1 server: nearest server by full scan) and 200 (20 servers: by grid)
     for n_vehicles in (5, 200):
         for policy in ("nearest", "greedy"):
