@@ -4,9 +4,7 @@ Each epoch appends its new tasks after the rows carried over from earlier epochs
 the finished rows have gone to the sink, moves the others to the front in their order. The
 columns of one dtype are the rows of one 2-D block (column, capacity), so every column is a
 contiguous array and dropping finished rows is one compiled pass per block
-(:func:`sim.kernels.keep_rows`), whatever the number of columns. Consecutive columns of a
-block start _PAD_BYTES apart modulo 4 KiB rather than at the same offset, so that kernels
-reading many columns at one row do not evict each other's lines from the same cache sets.
+(:func:`sim.kernels.keep_rows`), whatever the number of columns.
 """
 
 from __future__ import annotations
@@ -16,14 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from sim.kernels import keep_rows
-
-_ROUND = 512  # capacities are multiples of this many rows (4 KiB of float64)...
-_PAD_BYTES = 192  # ...and each column is followed by this much padding (3 cache lines)
-
-
-def _block(rows: int, capacity: int, dtype: np.dtype) -> np.ndarray:
-    """An uninitialised (rows, capacity) block whose columns are padded (see above)."""
-    return np.empty((rows, capacity + _PAD_BYTES // dtype.itemsize), dtype=dtype)[:, :capacity]
 
 
 class InFlight:
@@ -42,8 +32,10 @@ class InFlight:
             self._slot[name] = (b, sizes[b])
             sizes[b] += 1
         self.names = tuple(self._slot)
-        self.capacity = -(-max(int(capacity), 1) // _ROUND) * _ROUND
-        self.blocks = [_block(m, self.capacity, dt) for dt, m in zip(dtypes, sizes, strict=True)]
+        self.capacity = max(int(capacity), 1)
+        self.blocks = [
+            np.empty((m, self.capacity), dtype=dt) for dt, m in zip(dtypes, sizes, strict=True)
+        ]
         self.n = 0
         self._views: dict[str, np.ndarray] | None = None
         self._columns()
@@ -70,10 +62,10 @@ class InFlight:
         lo = self.n
         hi = lo + int(k)
         if hi > self.capacity:
-            capacity = -(-max(hi, 2 * self.capacity) // _ROUND) * _ROUND
+            capacity = max(hi, 2 * self.capacity)
             grown = []
             for block in self.blocks:
-                new = _block(block.shape[0], capacity, block.dtype)
+                new = np.empty((block.shape[0], capacity), dtype=block.dtype)
                 new[:, :lo] = block[:, :lo]
                 grown.append(new)
             self.blocks = grown
