@@ -259,6 +259,7 @@ def main() -> int:
     if args.pin is not None:
         os.sched_setaffinity(0, {args.pin})  # threads started later inherit it
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # the circuit angles PqcLayer draws
     print(
         f"CPUs {sorted(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.2f}, "
         f"torch {torch.__version__}"
