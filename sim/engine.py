@@ -338,7 +338,7 @@ class Engine:
         server, share, power = self._arrays(actions, k)
         w, sc = self.world, self.sc
         n_before = self.inflight.n
-        rows = self.inflight.append(k)
+        rows = self.inflight.append(k, tasks)  # nothing in flight: the task arrays as they are
         n_power, n_bw, n_loc, n_edge, error, bad = apply_decisions_into(
             tasks["vehicle"],
             tasks["size_bits"],

@@ -39,7 +39,11 @@ def test_inflight_equals_concatenate_then_select(seed):
     for _ in range(40):
         k = int(rng.integers(0, 30))
         batch = random_rows(rng, k)
-        new = buf.append(k)
+        adopt = {n: c for n, c in batch.items() if n != "d"} if rng.random() < 0.5 else None
+        empty = buf.n == 0
+        new = buf.append(k, adopt)
+        if adopt is not None and empty:
+            assert new["a"] is batch["a"]  # taken as it is, no copy
         for name, col in batch.items():
             new[name][:] = col
         want = {name: np.concatenate((want[name], batch[name])) for name in want}
@@ -47,8 +51,11 @@ def test_inflight_equals_concatenate_then_select(seed):
         for name, dt in COLUMNS:
             assert rows[name].dtype == dt and rows[name].flags.c_contiguous
             np.testing.assert_array_equal(rows[name], want[name])
-        keep = np.flatnonzero(rng.random(buf.n) < 0.6)
-        buf.keep(keep)
+        keep = np.flatnonzero(rng.random(buf.n) < rng.choice([0.0, 0.6, 1.0]))
+        if rng.random() < 0.8:  # else nothing finished: the rows stay as they are
+            buf.keep(keep)
+        else:
+            keep = np.arange(buf.n)
         want = {name: col[keep] for name, col in want.items()}
         assert len(buf) == keep.shape[0]
     rows = buf.rows()
@@ -62,6 +69,10 @@ def test_inflight_truncate_takes_back_an_append():
     buf.append(7)
     buf.truncate(5)
     np.testing.assert_array_equal(buf.rows()["a"], np.arange(5.0))
+    adopted = InFlight(COLUMNS)
+    adopted.append(4, {"a": np.arange(4.0)})
+    adopted.truncate(0)
+    assert adopted.n == 0 and adopted.rows()["a"].shape == (0,)
 
 
 def test_split_done_and_keep_rows_match_numpy():
