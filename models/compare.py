@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.policies.learned import agent_circuit
 from sim.aggregate import AGGREGATE_STATS, aggregate, compare, describe, write_table
 from sim.errors import SimError
 
@@ -272,16 +273,9 @@ def qpu_section(scenario, meta: dict[str, Any], device: str, shots: int | None) 
     ddpg = meta.get("ddpg", {})
     jobs = dict(qpu.get("jobs") or {})
     job = dict(jobs.get("policy_inference") or {})
-    job.update(
-        enabled=True,
-        size=int(ddpg.get("n_qubits", 6)),
-        options={
-            **(job.get("options") or {}),
-            "layers": int(ddpg.get("layers", 1)),
-            "gamma": float(ddpg.get("gamma_zz", 1.0)),
-            "entanglement": str(ddpg.get("entanglement", "ring")),
-        },
-    )
+    circuit = agent_circuit(ddpg)
+    size = circuit.pop("size")
+    job.update(enabled=True, size=size, options={**(job.get("options") or {}), **circuit})
     if shots is not None:
         job["shots"] = int(shots)
     jobs["policy_inference"] = job

@@ -52,10 +52,15 @@ class PqcLayer(nn.Module):
     """The policy circuit with trainable angles ``theta`` (n_qubits (layers + 1),)."""
 
     def __init__(
-        self, n_qubits: int = 6, layers: int = 1, gamma: float = 1.0, entanglement: str = "ring"
+        self,
+        n_qubits: int = 6,
+        layers: int = 1,
+        gamma: float = 1.0,
+        entanglement: str = "ring",
+        linear: float = 0.0,
     ) -> None:
         super().__init__()
-        self.circuit = PolicyCircuit(n_qubits, layers, gamma, entanglement)
+        self.circuit = PolicyCircuit(n_qubits, layers, gamma, entanglement, linear)
         init = torch.empty(self.circuit.n_weights, dtype=torch.float64).uniform_(-math.pi, math.pi)
         self.theta = nn.Parameter(init)
 
@@ -145,12 +150,13 @@ class QuantumActorNet(nn.Module):
         gamma: float = 1.0,
         entanglement: str = "ring",
         output_scaling: bool = True,
+        linear: float = 0.0,
     ) -> None:
         super().__init__()
         if n_actions > n_qubits:
             raise ValueError(f"{n_actions} actions need at least as many qubits, got {n_qubits}")
         self.pca = pca
-        self.pqc = PqcLayer(n_qubits, layers, gamma, entanglement)
+        self.pqc = PqcLayer(n_qubits, layers, gamma, entanglement, linear)
         self.out = OutputMap(n_actions, output_scaling)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

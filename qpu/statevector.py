@@ -9,6 +9,9 @@ real ansatz, which this module exploits:
   state ``z`` (Qiskit's little-endian order: qubit ``j`` is bit ``j``). ``S`` of all basis
   states follows from ``S(0) = sum_j x_j`` by flipping one bit at a time (``S`` changes by
   ``-2 x_j``), and ``phi(z) = phi(~z)``, so only half the phases need a sine and a cosine.
+  The optional first-order encoding (``linear`` = beta) then rotates every qubit by
+  ``RY(2 beta x_j)``, per sample, before the trainable layers (so the adjoint sweeps, which
+  stop at the first trainable gate, never undo it).
 * Ansatz. RY rotations are real 2x2 rotations of amplitude pairs and a CZ layer is a fixed
   sign vector; both act on the real and imaginary parts separately.
 * Layout. Samples are processed in blocks of :data:`BLOCK`, stored amplitude-major and
@@ -93,9 +96,9 @@ LANES = 2 * BLOCK
 
 
 @njit(cache=True, inline="always", fastmath=_FAST)
-def _encode(xt, b0, gamma, n, S, x2, sn, cs, a):
+def _encode(xt, b0, gamma, beta, n, S, x2, sn, cs, a):
     """The encoded state of block ``b0`` into ``a`` (dim, LANES); ``S`` (dim/2, BLOCK),
-    ``x2``, ``sn`` and ``cs`` (BLOCK,) are scratch. The sines and cosines go to their own
+    ``x2`` (BLOCK,), ``sn`` and ``cs`` (LANES,) are scratch. The sines and cosines go to their own
     rows first: a loop writing only contiguous scratch compiles to SIMD code, one writing
     two rows of ``a`` at once does not."""
     dim = 1 << n
@@ -129,6 +132,15 @@ def _encode(xt, b0, gamma, n, S, x2, sn, cs, a):
             low[BLOCK + bb] = sn[bb]
             high[bb] = cs[bb]
             high[BLOCK + bb] = sn[bb]
+    if beta != 0.0:  # the first-order encoding RY(2 beta x_q) on every qubit
+        for q in range(n):
+            for bb in range(BLOCK):
+                sv, cv = _sincos(beta * xt[q, b0 + bb])
+                sn[bb] = sv
+                sn[BLOCK + bb] = sv
+                cs[bb] = cv
+                cs[BLOCK + bb] = cv
+            _ry(a, q, cs, sn, dim)
 
 
 @njit(cache=True, inline="always", fastmath=_FAST)
@@ -174,7 +186,7 @@ def _half_angles(tht, b0, shared, p, c, s, sign):
 
 
 @njit(cache=True, fastmath=_FAST)
-def policy_forward(xt, tht, gamma, n, layers, negative, out):
+def policy_forward(xt, tht, gamma, beta, n, layers, negative, out):
     """``<Z_q>`` of the policy circuit for every sample.
 
     ``xt`` (n, B) inputs, B a multiple of BLOCK; ``tht`` (n (layers + 1), 1) shared angles
@@ -194,7 +206,7 @@ def policy_forward(xt, tht, gamma, n, layers, negative, out):
     zacc = np.empty(LANES)
     xacc = np.empty(LANES)
     for b0 in range(0, nb, BLOCK):
-        _encode(xt, b0, gamma, n, S, x2, zacc, xacc, a)
+        _encode(xt, b0, gamma, beta, n, S, x2, zacc, xacc, a)
         for layer in range(layers):
             for q in range(n):
                 _half_angles(tht, b0, shared, layer * n + q, c, s, 1.0)
@@ -225,7 +237,7 @@ def policy_forward(xt, tht, gamma, n, layers, negative, out):
 
 
 @njit(cache=True, fastmath=_FAST)
-def policy_adjoint(xt, tht, gamma, n, layers, negative, out, grad):
+def policy_adjoint(xt, tht, gamma, beta, n, layers, negative, out, grad):
     """Values as :func:`policy_forward` and ``grad`` (n, P, B): d<Z_q>/d theta_p, by the
     adjoint method: forward to the final state, one co-state ``Z_j psi`` per observable,
     then backwards gate by gate, ``2 Re <lambda| dU/dtheta |psi_before>`` with
@@ -241,7 +253,7 @@ def policy_adjoint(xt, tht, gamma, n, layers, negative, out, grad):
     s = np.empty(LANES)
     acc = np.empty(LANES)
     for b0 in range(0, nb, BLOCK):
-        _encode(xt, b0, gamma, n, S, x2, c, s, a)
+        _encode(xt, b0, gamma, beta, n, S, x2, c, s, a)
         for layer in range(layers + 1):
             for q in range(n):
                 _half_angles(tht, b0, shared, layer * n + q, c, s, 1.0)
@@ -290,7 +302,7 @@ def policy_adjoint(xt, tht, gamma, n, layers, negative, out, grad):
 
 
 @njit(cache=True, fastmath=_FAST)
-def policy_vjp(xt, tht, gamma, n, layers, negative, gout, grad):
+def policy_vjp(xt, tht, gamma, beta, n, layers, negative, gout, grad):
     """``grad`` (P, B): ``sum_q gout[q, b] d<Z_q>/d theta_p`` for every sample ``b``, the
     gradient a loss with upstream gradients ``gout`` (n, B) gets from the circuit.
 
@@ -310,7 +322,7 @@ def policy_vjp(xt, tht, gamma, n, layers, negative, gout, grad):
     s = np.empty(LANES)
     acc = np.empty(LANES)
     for b0 in range(0, nb, BLOCK):
-        _encode(xt, b0, gamma, n, S, x2, c, s, a)
+        _encode(xt, b0, gamma, beta, n, S, x2, c, s, a)
         for layer in range(layers + 1):
             for q in range(n):
                 _half_angles(tht, b0, shared, layer * n + q, c, s, 1.0)
@@ -362,6 +374,7 @@ class PolicyCircuit:
     layers: int = 1
     gamma: float = 1.0
     entanglement: str = "ring"
+    linear: float = 0.0
 
     def __post_init__(self) -> None:
         if not 2 <= self.n_qubits <= 20:
@@ -369,6 +382,8 @@ class PolicyCircuit:
         if self.layers < 1:
             raise TemplateError(f"policy circuit: layers must be >= 1, got {self.layers}")
         entangler_pairs(self.n_qubits, self.entanglement)  # validates the name
+        if not (np.isfinite(self.gamma) and np.isfinite(self.linear)):
+            raise TemplateError("policy circuit: gamma and linear must be finite")
 
     @classmethod
     def from_template(cls, template: Template) -> PolicyCircuit:
@@ -419,7 +434,9 @@ class PolicyCircuit:
         or per row (B, P)."""
         xt, tht, b = self._prepare(x, theta)
         out = np.empty((self.n_qubits, xt.shape[1]))
-        policy_forward(xt, tht, self.gamma, self.n_qubits, self.layers, self.negative, out)
+        policy_forward(
+            xt, tht, self.gamma, self.linear, self.n_qubits, self.layers, self.negative, out
+        )
         return out[:, :b].T.copy()
 
     def gradients(self, x: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -428,7 +445,7 @@ class PolicyCircuit:
         n = self.n_qubits
         out = np.empty((n, xt.shape[1]))
         grad = np.empty((n, self.n_weights, xt.shape[1]))
-        policy_adjoint(xt, tht, self.gamma, n, self.layers, self.negative, out, grad)
+        policy_adjoint(xt, tht, self.gamma, self.linear, n, self.layers, self.negative, out, grad)
         return out[:, :b].T.copy(), np.ascontiguousarray(grad[:, :, :b].transpose(2, 0, 1))
 
     def vjp(self, x: np.ndarray, theta: np.ndarray, gout: np.ndarray) -> np.ndarray:
@@ -445,7 +462,7 @@ class PolicyCircuit:
         if not np.isfinite(gt).all():
             raise TemplateError("policy circuit: upstream gradients must be finite")
         grad = np.empty((self.n_weights, xt.shape[1]))
-        policy_vjp(xt, tht, self.gamma, n, self.layers, self.negative, gt, grad)
+        policy_vjp(xt, tht, self.gamma, self.linear, n, self.layers, self.negative, gt, grad)
         if tht.shape[1] == 1:
             return grad[:, :b].sum(axis=1)
         return grad[:, :b].T.copy()
@@ -458,4 +475,12 @@ class PolicyCircuit:
         signs = 1 - 2 * ((z[:, None] >> np.arange(n)) & 1)
         total = signs @ x
         phi = 0.5 * self.gamma * (total**2 - x @ x)
-        return np.exp(1j * phi) / np.sqrt(1 << n)
+        state = np.exp(1j * phi) / np.sqrt(1 << n)
+        if self.linear != 0.0:  # RY(2 linear x_q) on every qubit q (bit q of the index)
+            psi = state.reshape((2,) * n)  # axis n - 1 - q is qubit q
+            for q in range(n):
+                c, s = np.cos(self.linear * x[q]), np.sin(self.linear * x[q])
+                ry = np.array([[c, -s], [s, c]])
+                psi = np.moveaxis(np.tensordot(ry, psi, axes=([1], [n - 1 - q])), 0, n - 1 - q)
+            state = psi.reshape(-1)
+        return state

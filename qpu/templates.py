@@ -250,11 +250,19 @@ def policy_inference(
     layers: int = 1,
     gamma: float = 1.0,
     entanglement: Literal["ring", "chain"] = "ring",
+    linear: float = 0.0,
 ) -> Template:
     """The PQC actor: ``H^n``, then ``exp(i gamma x_j x_k Z_j Z_k)`` for every ``j < k``
     (as ``RZZ(-2 gamma x_j x_k)``), then ``layers`` times [RY(theta) on every qubit, CZ on
     the entangler pairs], then a final RY layer. Weights: ``n (layers + 1)`` angles, layer
     by layer, qubit by qubit. Observables: ``<Z_j>`` for every qubit.
+
+    ``linear`` adds a first-order (angle) encoding ``RY(2 linear x_j)`` on every qubit after
+    the ZZ terms. The paper's encoding has none (``linear`` 0); then every ``<Z_j>`` is an
+    even function of ``x`` (the ZZ phases depend only on the products ``x_j x_k``), so the
+    actor cannot tell an input from its negative. (A first-order phase ``exp(i b x_j Z_j)``
+    would not help: it moves the odd part of the state into Y components, which the real
+    RY + CZ ansatz never turns into Z.)
 
     Hand-derived values: for ``x = 0`` the encoded state is ``|+>^n`` and, with one layer of
     angles ``t`` and final angles ``f``, ``<Z_j> = -cos f_j sin t_j - sin f_j cos t_j
@@ -266,6 +274,8 @@ def policy_inference(
         raise TemplateError(f"policy_inference needs at least 1 layer, got {layers}")
     if not math.isfinite(gamma):
         raise TemplateError(f"policy_inference: gamma must be finite, got {gamma}")
+    if not math.isfinite(linear):
+        raise TemplateError(f"policy_inference: linear must be finite, got {linear}")
     n = n_qubits
     pairs = entangler_pairs(n, entanglement)
     x = ParameterVector("x", n)
@@ -275,6 +285,9 @@ def policy_inference(
     for j in range(n):
         for k in range(j + 1, n):
             qc.rzz(-2.0 * gamma * x[j] * x[k], j, k)
+    if linear != 0.0:
+        for j in range(n):
+            qc.ry(2.0 * linear * x[j], j)
     for layer in range(layers):
         for q in range(n):
             qc.ry(theta[layer * n + q], q)
@@ -283,7 +296,12 @@ def policy_inference(
     for q in range(n):
         qc.ry(theta[layers * n + q], q)
     observables = tuple(_z(q, n) for q in range(n))
-    options = (("layers", layers), ("gamma", float(gamma)), ("entanglement", entanglement))
+    options = (
+        ("layers", layers),
+        ("gamma", float(gamma)),
+        ("entanglement", entanglement),
+        ("linear", float(linear)),
+    )
     return Template("policy_inference", n, qc, x, theta, observables, options)
 
 

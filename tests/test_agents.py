@@ -27,15 +27,15 @@ def _qiskit_z(template, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return np.array([state.expectation_value(op).real for op in template.observables])
 
 
-@pytest.mark.parametrize("layers", [1, 2])
-def test_pqc_layer_forward_equals_qiskit_statevector(layers):
+@pytest.mark.parametrize("layers, linear", [(1, 0.0), (2, 0.0), (1, 0.8), (2, -1.3)])
+def test_pqc_layer_forward_equals_qiskit_statevector(layers, linear):
     rng = np.random.default_rng(layers)
-    layer = PqcLayer(6, layers)
+    layer = PqcLayer(6, layers, linear=linear)
     theta = rng.uniform(-np.pi, np.pi, layer.circuit.n_weights)
     with torch.no_grad():
         layer.theta.copy_(torch.from_numpy(theta))
     x = rng.uniform(-np.pi / 2, np.pi / 2, (5, 6))
-    template = policy_inference(6, layers)
+    template = policy_inference(6, layers, linear=linear)
     expected = np.array([_qiskit_z(template, xi, theta) for xi in x])
     with torch.no_grad():
         got = layer(torch.from_numpy(x)).numpy()
@@ -45,11 +45,12 @@ def test_pqc_layer_forward_equals_qiskit_statevector(layers):
     np.testing.assert_allclose(got_grad_path, expected, rtol=0, atol=1e-10)
 
 
-def test_pqc_layer_gradient_equals_parameter_shift_on_qiskit():
+@pytest.mark.parametrize("linear", [0.0, 0.6])
+def test_pqc_layer_gradient_equals_parameter_shift_on_qiskit(linear):
     """d/dtheta of sum_b sum_q c_bq <Z_q>(x_b) by autograd equals the parameter-shift rule
     evaluated with Qiskit's Statevector on the same circuit."""
     rng = np.random.default_rng(7)
-    layer = PqcLayer(6, 1)
+    layer = PqcLayer(6, 1, linear=linear)
     theta = rng.uniform(-np.pi, np.pi, layer.circuit.n_weights)
     with torch.no_grad():
         layer.theta.copy_(torch.from_numpy(theta))
@@ -57,7 +58,7 @@ def test_pqc_layer_gradient_equals_parameter_shift_on_qiskit():
     c = rng.normal(size=(3, 6))
     loss = (layer(torch.from_numpy(x)) * torch.from_numpy(c)).sum()
     loss.backward()
-    template = policy_inference(6, 1)
+    template = policy_inference(6, 1, linear=linear)
     shift = np.zeros_like(theta)
     for p in range(theta.size):
         e = np.zeros_like(theta)

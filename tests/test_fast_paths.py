@@ -34,11 +34,20 @@ def _qiskit_z(template, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "n, layers, gamma, entanglement",
-    [(6, 1, 1.0, "ring"), (6, 2, 0.5, "chain"), (3, 1, 2.0, "ring"), (5, 3, 1.0, "ring")],
+    "n, layers, gamma, entanglement, linear",
+    [
+        (6, 1, 1.0, "ring", 0.0),
+        (6, 2, 0.5, "chain", 0.0),
+        (3, 1, 2.0, "ring", 0.0),
+        (5, 3, 1.0, "ring", 0.0),
+        (6, 1, 1.0, "ring", 0.9),
+        (4, 2, 0.5, "chain", -0.4),
+    ],
 )
-def test_vjp_is_the_jacobian_contracted_with_the_upstream_gradient(n, layers, gamma, entanglement):
-    pc = PolicyCircuit(n, layers, gamma, entanglement)
+def test_vjp_is_the_jacobian_contracted_with_the_upstream_gradient(
+    n, layers, gamma, entanglement, linear
+):
+    pc = PolicyCircuit(n, layers, gamma, entanglement, linear)
     rng = np.random.default_rng(10 * n + layers)
     b = 2 * BLOCK + 3  # full blocks and a partial one
     x = rng.uniform(-2, 2, (b, n))
@@ -55,8 +64,9 @@ def test_vjp_is_the_jacobian_contracted_with_the_upstream_gradient(n, layers, ga
     np.testing.assert_allclose(got_rows, np.einsum("bq,bqp->bp", g, jac_rows), rtol=0, atol=1e-12)
 
 
-def test_vjp_equals_parameter_shift_on_qiskit():
-    t = policy_inference(6, 2, 0.7, "ring")
+@pytest.mark.parametrize("linear", [0.0, 0.5])
+def test_vjp_equals_parameter_shift_on_qiskit(linear):
+    t = policy_inference(6, 2, 0.7, "ring", linear)
     pc = PolicyCircuit.from_template(t)
     rng = np.random.default_rng(3)
     x = rng.uniform(-1.5, 1.5, (4, 6))

@@ -108,5 +108,5 @@ def test_the_inference_job_must_have_the_agents_circuit(agent):
     assert cls.check(cls.Params(model=agent), _checked(agent, 6)) == []
     # validating the scenario reports it with its key
     data = _checked(agent, 4).model_dump(mode="json")
-    with pytest.raises(ScenarioError, match="the agent.s circuit is"):
+    with pytest.raises(ScenarioError, match=r"the agent's circuit is"):
         validate_data(data)

@@ -121,11 +121,18 @@ def test_sincos_matches_numpy():
 
 
 @pytest.mark.parametrize(
-    "n, layers, gamma, entanglement",
-    [(6, 1, 1.0, "ring"), (6, 2, 0.5, "chain"), (3, 1, 2.0, "ring"), (5, 3, 1.0, "ring")],
+    "n, layers, gamma, entanglement, linear",
+    [
+        (6, 1, 1.0, "ring", 0.0),
+        (6, 2, 0.5, "chain", 0.0),
+        (3, 1, 2.0, "ring", 0.0),
+        (5, 3, 1.0, "ring", 0.0),
+        (6, 1, 1.0, "ring", 0.7),
+        (3, 2, 0.5, "chain", -1.1),
+    ],
 )
-def test_fast_path_equals_statevector(n, layers, gamma, entanglement):
-    t = policy_inference(n, layers, gamma, entanglement)
+def test_fast_path_equals_statevector(n, layers, gamma, entanglement, linear):
+    t = policy_inference(n, layers, gamma, entanglement, linear)
     pc = PolicyCircuit.from_template(t)
     rng = np.random.default_rng(n + layers)
     b = BLOCK + 3  # a full block and a partial one
@@ -143,7 +150,33 @@ def test_fast_path_equals_statevector(n, layers, gamma, entanglement):
     for j in range(n):
         for k in range(j + 1, n):
             enc.rzz(-2 * gamma * x[0, j] * x[0, k], j, k)
+    for j in range(n):
+        enc.ry(2 * linear * x[0, j], j)
     assert np.abs(pc.state(x[0]) - Statevector(enc).data).max() < 1e-12
+
+
+def test_linear_encoding_hand_values_and_parity():
+    """Two qubits, one CZ, no ZZ term (gamma 0), first-layer angles 0: the encoded qubits
+    are ``RY(2 b x_j)|+>``, so ``<Z_0> = -cos f_0 sin(2 b x_0) + sin f_0 cos(2 b x_0)
+    sin(2 b x_1)``, odd in x. Without the first-order term (b = 0) every output is an even
+    function of the inputs, exactly."""
+    b = 0.6
+    x = np.array([0.9, -1.4])
+    f0, f1 = 0.8, 2.1
+    t = policy_inference(2, gamma=0.0, entanglement="chain", linear=b)
+    hand = -math.cos(f0) * math.sin(2 * b * x[0]) + math.sin(f0) * math.cos(
+        2 * b * x[0]
+    ) * math.sin(2 * b * x[1])
+    assert qiskit_values(t, x, [0.0, 0.0, f0, f1])[0] == pytest.approx(hand, abs=1e-12)
+    fast = PolicyCircuit.from_template(t).expectations(x[None], np.array([0.0, 0.0, f0, f1]))
+    assert fast[0, 0] == pytest.approx(hand, abs=1e-12)
+    rng = np.random.default_rng(2)
+    xs = rng.uniform(-1.5, 1.5, (40, 6))
+    theta = rng.uniform(-math.pi, math.pi, 12)
+    even = PolicyCircuit(6, 1, 1.0, "ring", 0.0)
+    assert np.array_equal(even.expectations(xs, theta), even.expectations(-xs, theta))
+    odd = PolicyCircuit(6, 1, 1.0, "ring", 0.5)
+    assert np.abs(odd.expectations(xs, theta) - odd.expectations(-xs, theta)).max() > 0.1
 
 
 def test_gradients_equal_parameter_shift():

@@ -57,6 +57,11 @@ class DdpgParams(BaseModel):
     layers: int = Field(1, ge=1, description="PQC layers (paper: 1)")
     gamma_zz: float = Field(1.0, description="ZZ encoding strength gamma")
     entanglement: Literal["ring", "chain"] = "ring"
+    linear_zz: float = Field(
+        0.0,
+        description="first-order encoding RY(2 b x_j) strength b; the paper's 0 makes the "
+        "PQC actor an even function of its PCA inputs",
+    )
     output_scaling: bool = Field(True, description="trainable tanh(w z + b) on the PQC outputs")
     pca_episodes: int = Field(10, ge=1, description="random-action episodes the PCA is fitted on")
 
@@ -337,6 +342,7 @@ def build_agent(
             "layers": params.layers,
             "gamma": params.gamma_zz,
             "entanglement": params.entanglement,
+            "linear": params.linear_zz,
             "output_scaling": params.output_scaling,
         }
     with torch.random.fork_rng():

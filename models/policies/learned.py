@@ -126,13 +126,15 @@ class LearnedDdpg(_Learned):
     actor_kind = "mlp"
 
 
-def _agent_circuit(ddpg: dict) -> dict:
-    """The policy circuit's shape as the agent was trained (its DdpgParams)."""
+def agent_circuit(ddpg: dict) -> dict:
+    """The policy circuit's shape as the agent was trained (its DdpgParams, as saved in
+    ``agent.json``): ``size`` and the template options of ``policy_inference``."""
     return {
         "size": int(ddpg.get("n_qubits", 6)),
         "layers": int(ddpg.get("layers", 1)),
         "gamma": float(ddpg.get("gamma_zz", 1.0)),
         "entanglement": str(ddpg.get("entanglement", "ring")),
+        "linear": float(ddpg.get("linear_zz", 0.0)),
     }
 
 
@@ -149,6 +151,7 @@ def _job_circuit(qpu) -> dict:
         "layers": int(opts["layers"]),
         "gamma": float(opts["gamma"]),
         "entanglement": str(opts["entanglement"]),
+        "linear": float(opts["linear"]),
     }
 
 
@@ -168,7 +171,7 @@ class LearnedQddpg(_Learned):
         qpu = getattr(scenario, "qpu", None)
         if qpu is None or qpu.policy_site is None:
             return []
-        agent, job = _agent_circuit(meta.get("ddpg", {})), _job_circuit(qpu)
+        agent, job = agent_circuit(meta.get("ddpg", {})), _job_circuit(qpu)
         if agent != job:
             shown = ", ".join(f"{k} {v}" for k, v in agent.items())
             return [
@@ -177,7 +180,8 @@ class LearnedQddpg(_Learned):
                     f"the agent's circuit is ({shown}) but the policy-inference jobs are "
                     f"({', '.join(f'{k} {v}' for k, v in job.items())}); give the job "
                     f"size {agent['size']} and options {{layers: {agent['layers']}, "
-                    f"gamma: {agent['gamma']}, entanglement: {agent['entanglement']}}}",
+                    f"gamma: {agent['gamma']}, entanglement: {agent['entanglement']}, "
+                    f"linear: {agent['linear']}}}",
                 )
             ]
         return []
@@ -204,6 +208,7 @@ class LearnedQddpg(_Learned):
             layers=circuit.layers,
             gamma=circuit.gamma,
             entanglement=circuit.entanglement,
+            linear=circuit.linear,
         )
         self._shots = qpu.shots_of("policy_inference")
         # the backend's shot seeds come from the policy's own stream
