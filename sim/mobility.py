@@ -211,6 +211,36 @@ def leg_velocities(previous, changed, t, t0, vel):
     return out
 
 
+@njit(cache=True)
+def set_legs(idx, origin, dest, speed, depart, o_origin, o_dest, o_vel, o_t0, o_dur, o_t1):
+    """Start legs from ``origin`` to ``dest`` (2, k) at ``speed``, leaving at ``depart``,
+    for vehicles ``idx``: written into the leg state ``o_*`` (columns per vehicle).
+
+    A leg of length 0 or speed 0 has velocity 0 and lasts 0 (no length) or forever; the
+    length is ``hypot`` (the C library's, as NumPy's), the velocity delta * (speed / length)
+    and the duration length / speed, as in the array formulas."""
+    for j in range(idx.shape[0]):
+        i = idx[j]
+        dx = dest[0, j] - origin[0, j]
+        dy = dest[1, j] - origin[1, j]
+        length = np.hypot(dx, dy)
+        if length > 0.0 and speed[j] > 0.0:
+            dur = length / speed[j]
+            f = speed[j] / length
+        else:
+            dur = np.inf if length > 0.0 else 0.0
+            f = 0.0
+        o_origin[0, i] = origin[0, j]
+        o_origin[1, i] = origin[1, j]
+        o_dest[0, i] = dest[0, j]
+        o_dest[1, i] = dest[1, j]
+        o_vel[0, i] = dx * f
+        o_vel[1, i] = dy * f
+        o_t0[i] = depart[j]
+        o_dur[i] = dur
+        o_t1[i] = depart[j] + dur
+
+
 def mean_distance_in_rectangle(width: float, height: float) -> float:
     """Mean distance between two points drawn uniformly in a ``width x height`` rectangle.
 
@@ -311,18 +341,19 @@ class RandomWaypoint(MobilityModel):
         speed: np.ndarray,
         depart: np.ndarray,
     ) -> None:
-        delta = dest - origin
-        length = np.hypot(delta[0], delta[1])
-        moving = (length > 0.0) & (speed > 0.0)
-        safe_length = np.where(moving, length, 1.0)
-        safe_speed = np.where(moving, speed, 1.0)
-        dur = np.where(moving, safe_length / safe_speed, np.where(length > 0.0, np.inf, 0.0))
-        self._origin[:, idx] = origin
-        self._dest[:, idx] = dest
-        self._vel[:, idx] = delta * np.where(moving, safe_speed / safe_length, 0.0)
-        self._t0[idx] = depart
-        self._dur[idx] = dur
-        self._t1[idx] = depart + dur
+        set_legs(
+            np.asarray(idx, dtype=np.int64),
+            np.ascontiguousarray(origin, dtype=np.float64),
+            np.ascontiguousarray(dest, dtype=np.float64),
+            np.ascontiguousarray(speed, dtype=np.float64),
+            np.ascontiguousarray(depart, dtype=np.float64),
+            self._origin,
+            self._dest,
+            self._vel,
+            self._t0,
+            self._dur,
+            self._t1,
+        )
 
     def _start_stationary(self) -> None:
         rng, n = self.rng, self.n

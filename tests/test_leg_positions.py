@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.mobility import leg_positions, leg_velocities
+from sim.mobility import leg_positions, leg_velocities, set_legs
 
 
 def numpy_positions(t, t0, dur, origin, vel, width, height):
@@ -66,3 +66,44 @@ def test_leg_velocities_equal_the_array_update():
     assert got.flags.c_contiguous and got is not previous
     got = leg_velocities(previous, np.empty(0, dtype=np.int64), t, t0, vel)
     assert got.tobytes() == previous.tobytes()
+
+
+def numpy_set_legs(state, idx, origin, dest, speed, depart):
+    """The leg state update as array formulas (state: origin, dest, vel, t0, dur, t1)."""
+    o_origin, o_dest, o_vel, o_t0, o_dur, o_t1 = state
+    delta = dest - origin
+    length = np.hypot(delta[0], delta[1])
+    moving = (length > 0.0) & (speed > 0.0)
+    safe_length = np.where(moving, length, 1.0)
+    safe_speed = np.where(moving, speed, 1.0)
+    dur = np.where(moving, safe_length / safe_speed, np.where(length > 0.0, np.inf, 0.0))
+    o_origin[:, idx] = origin
+    o_dest[:, idx] = dest
+    o_vel[:, idx] = delta * np.where(moving, safe_speed / safe_length, 0.0)
+    o_t0[idx] = depart
+    o_dur[idx] = dur
+    o_t1[idx] = depart + dur
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_set_legs_equals_the_array_formulas_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    n, k = 400, 150
+    idx = rng.permutation(n)[:k]
+    origin = rng.uniform(0.0, 1000.0, (2, k))
+    dest = rng.uniform(0.0, 1000.0, (2, k))
+    dest[:, :10] = origin[:, :10]  # a leg of length 0
+    dest[0, 10:20] = origin[0, 10:20]  # along one axis only
+    dest[:, 20:25] = np.nan
+    speed = rng.uniform(5.0, 30.0, k)
+    speed[25:35] = 0.0  # never arrives
+    speed[35:38] = np.nan
+    depart = rng.uniform(0.0, 50.0, k)
+    want = [rng.normal(size=(2, n)), rng.normal(size=(2, n)), rng.normal(size=(2, n))]
+    want += [rng.normal(size=n) for _ in range(3)]
+    got = [a.copy() for a in want]
+    numpy_set_legs(want, idx, origin, dest, speed, depart)
+    set_legs(idx, origin, dest, speed, depart, *got)
+    for g, w in zip(got, want, strict=True):
+        assert g.tobytes() == w.tobytes()
+    assert np.isinf(got[4][idx[25:35]]).all() and (got[4][idx[:10]] == 0.0).all()
