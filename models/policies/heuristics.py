@@ -158,6 +158,55 @@ class Greedy(Policy):
     Params = GreedyParams
 
     def decide(self, obs: Observation) -> Actions:
-        local, offload = estimated_costs(obs, self.params.use_backlog)
+        return self.decide_with_costs(obs)[0]
+
+    def decide_with_costs(self, obs: Observation) -> tuple[Actions, np.ndarray, np.ndarray]:
+        """The actions and the estimated (local, offload) costs, in one compiled pass
+        (:mod:`models.policies.greedy_kernel`)."""
+        from models.policies.greedy_kernel import greedy_actions
+
+        k = obs.n_tasks
+        v = obs.task_vehicle
+        use_backlog = self.params.use_backlog
+        server = np.empty(k, dtype=np.int64)
+        share = np.empty(k)
+        power = np.empty(k)
+        local = np.empty(k)
+        offload = np.empty(k)
+        greedy_actions(
+            v,
+            obs.task_size,
+            obs.task_cycles,
+            obs.channel.gain_of(v, obs.vehicle_nearest[v]),
+            obs.vehicle_cpu,
+            obs.vehicle_power_max,
+            obs.vehicle_local_backlog if use_backlog else obs.vehicle_cpu,
+            obs.vehicle_uplink_backlog if use_backlog else obs.vehicle_cpu,
+            obs.vehicle_nearest,
+            obs.server_cell_size,
+            obs.server_bandwidth,
+            obs.server_cpu,
+            obs.server_backlog if use_backlog else obs.server_cpu,
+            obs.interference,
+            float(obs.noise),
+            bool(obs.noise_is_density),
+            float(obs.semantic_efficiency),
+            float(obs.local_accuracy),
+            float(obs.edge_accuracy),
+            float(obs.energy_coefficient),
+            float(obs.latency_weight),
+            use_backlog,
+            server,
+            share,
+            power,
+            local,
+            offload,
+        )
+        return Actions(server=server, share=share, power=power), local, offload
+
+    @staticmethod
+    def decide_reference(obs: Observation, use_backlog: bool = True) -> Actions:
+        """The same actions from the array formulas of :func:`estimated_costs`."""
+        local, offload = estimated_costs(obs, use_backlog)
         v = obs.task_vehicle
         return offload_to(obs, np.where(offload < local, obs.vehicle_nearest[v], -1))
