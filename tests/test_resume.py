@@ -27,7 +27,7 @@ N_RUNS = 12
 SWEEP = """\
 name: resume
 seed: 17
-engine: {horizon: 8 s, epoch: 10 ms}  # runs of about 0.2 s: a kill lands mid-sweep
+engine: {horizon: 60 s, epoch: 10 ms}  # runs of about 0.2 s: a kill lands mid-sweep
 vehicles: {count: 3}
 servers: {count: 2, placement: line, bandwidth: 10 MHz}
 mobility: {model: random_waypoint, step: 100 ms, area: {width: 400 m, height: 200 m}}
