@@ -203,6 +203,11 @@ class Engine:
         if self._decide_on_qpu:
             columns += _DECIDE_INFLIGHT_COLUMNS
         self.inflight = InFlight(columns)
+        # a sink that can take the finished rows' arguments of finish_summary (the run
+        # summary) gets them, when nothing else needs the rows' columns in Python
+        self._add_finished = None
+        if not self._full_rows and self.qpu is None and sc.vehicles.energy_budget is None:
+            self._add_finished = getattr(sink, "add_finished", None)
 
     # ------------------------------------------------------------------ driving
     def run(self) -> EngineResult:
@@ -434,7 +439,10 @@ class Engine:
         if n_done == 0:
             return
         done, keep = split_done(rows["phase"], n)
-        self.sink.add(self._finish(rows, done))
+        if self._add_finished is not None:
+            self._add_finished(self._finish_args(rows, done))
+        else:
+            self.sink.add(self._finish(rows, done))
         self.inflight.keep(keep)
 
     def _serve_plain(self, rows: dict[str, np.ndarray], t_known: float) -> int:
@@ -536,10 +544,10 @@ class Engine:
             self.horizon,
         )
 
-    def _finish(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Task-table rows (RECORD_COLUMNS) of the finished tasks ``idx`` of ``rows``; only
-        the summary's columns when the sink keeps no table."""
-        args = (
+    def _finish_args(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> tuple:
+        """The arguments of :func:`sim.kernels.finish_summary` for the finished tasks
+        ``idx`` of ``rows`` (those of :func:`sim.kernels.finish_tasks` but the last)."""
+        return (
             idx,
             rows["task_id"],
             rows["offload"],
@@ -565,6 +573,11 @@ class Engine:
             self.sc.cost.include_edge_energy,
             self.horizon,
         )
+
+    def _finish(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Task-table rows (RECORD_COLUMNS) of the finished tasks ``idx`` of ``rows``; only
+        the summary's columns when the sink keeps no table."""
+        args = self._finish_args(rows, idx)
         if self._full_rows:
             out = dict(zip(_KERNEL_COLUMNS, finish_tasks(*args, True), strict=True))
         else:

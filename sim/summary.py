@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from sim.kernels import finish_summary
+
 # Columns the summary reads from a batch (a subset of sim.records.TASK_SCHEMA).
 SUMMARY_COLUMNS = (
     "arrival",
@@ -836,6 +838,104 @@ def _summary_kernel(
     return True
 
 
+@njit(cache=True)
+def _finish_summary_kernel(
+    idx,
+    task_id,
+    offload,
+    status,
+    vehicle,
+    server,
+    arrival,
+    size_bits,
+    deadline,
+    priority,
+    cycles,
+    share,
+    power,
+    rate,
+    tx_start,
+    tx_time,
+    compute_start,
+    compute_time,
+    drop_time,
+    local_energy_per_cycle,
+    edge_energy_per_cycle,
+    latency_weight,
+    include_edge_energy,
+    horizon,
+    warmup,
+    limbs,
+    carry,
+    counts,
+    extremes,
+    hist,
+    low,
+    high,
+    min_exponent,
+    sub_log2,
+    n_regular,
+):
+    """:func:`sim.kernels.finish_summary` of the first 24 arguments, then
+    :func:`_summary_kernel` of its columns with the rest: the finished rows go into the
+    summary without being handed back to Python (each array handed back costs about as
+    much as a small batch's work)."""
+    c = finish_summary(
+        idx,
+        task_id,
+        offload,
+        status,
+        vehicle,
+        server,
+        arrival,
+        size_bits,
+        deadline,
+        priority,
+        cycles,
+        share,
+        power,
+        rate,
+        tx_start,
+        tx_time,
+        compute_start,
+        compute_time,
+        drop_time,
+        local_energy_per_cycle,
+        edge_energy_per_cycle,
+        latency_weight,
+        include_edge_energy,
+        horizon,
+    )
+    # finish_summary's order: arrival, offload, tx_time, wait_uplink, wait_compute,
+    # compute_time, latency, energy, edge_energy, cost, status, deadline_met, in_flight
+    return _summary_kernel(
+        c[0],
+        c[1],
+        c[10],
+        c[12],
+        c[11],
+        c[6],
+        c[3],
+        c[2],
+        c[4],
+        c[5],
+        c[7],
+        c[8],
+        c[9],
+        warmup,
+        limbs,
+        carry,
+        counts,
+        extremes,
+        hist,
+        low,
+        high,
+        min_exponent,
+        sub_log2,
+        n_regular,
+    )
+
+
 class SummaryAccumulator:
     """Streams task batches into the statistics of a run's ``summary.json``.
 
@@ -932,6 +1032,33 @@ class SummaryAccumulator:
             self._hist_layout, self._hist_of = hist._layout(), hist
         if not _summary_kernel(
             *cols,
+            self.warmup,
+            self._limbs,
+            carry,
+            self._counts,
+            self._extremes,
+            hist.counts,
+            *self._hist_layout,
+        ):
+            raise ValueError("ExactSum.add needs finite values")
+        if carry:
+            self._blocks = 0
+        self._pending = True
+
+    def add_finished(self, args: tuple) -> None:
+        """Add the rows that :func:`sim.kernels.finish_summary` makes of ``args`` (its
+        arguments, the finished rows' indices first), as ``add`` of its columns would, in
+        one compiled call."""
+        n = args[0].shape[0]
+        if n == 0:
+            return
+        self._blocks += -(-n // _BLOCK)
+        carry = self._blocks > _CARRY_BLOCKS
+        hist = self.histogram
+        if hist is not self._hist_of:
+            self._hist_layout, self._hist_of = hist._layout(), hist
+        if not _finish_summary_kernel(
+            *args,
             self.warmup,
             self._limbs,
             carry,

@@ -441,14 +441,10 @@ def test_serve_epoch_is_front_then_edge_without_qpus():
         np.testing.assert_array_equal(results[0][col], results[1][col])
 
 
-def test_finish_summary_is_the_summary_columns_of_finish_tasks():
-    """The summary-only finish gives, byte for byte, the summary's columns of the full one
-    (local, transmitted, dropped before and after transmission, completed past the horizon)."""
-    from sim.engine import _KERNEL_COLUMNS, _SUMMARY_KERNEL_COLUMNS
-    from sim.kernels import finish_summary, finish_tasks
-
-    rng = np.random.default_rng(11)
-    n, n_v, n_s = 600, 12, 4
+def _finish_args(rng, n=600):
+    """Arguments of finish_summary: local, transmitted, dropped before and after
+    transmission, completed past the horizon."""
+    n_v, n_s = 12, 4
     offload = rng.random(n) < 0.7
     status = (rng.random(n) < 0.2).astype(np.int8)
     arrival = np.sort(rng.random(n) * 2.0)
@@ -458,7 +454,7 @@ def test_finish_summary_is_the_summary_columns_of_finish_tasks():
     compute_start = np.where(offload, tx_start + tx_time, arrival) + rng.uniform(0, 1e-3, n)
     compute_start[status == 1] = np.nan
     drop_time = np.where(status == 1, arrival + 0.05, np.nan)
-    args = (
+    return (
         rng.permutation(n)[: n // 2],
         np.arange(n),
         offload,
@@ -484,9 +480,47 @@ def test_finish_summary_is_the_summary_columns_of_finish_tasks():
         True,
         1.9,  # some tasks end after the horizon
     )
+
+
+def test_finish_summary_is_the_summary_columns_of_finish_tasks():
+    """The summary-only finish gives, byte for byte, the summary's columns of the full one
+    (local, transmitted, dropped before and after transmission, completed past the horizon)."""
+    from sim.engine import _KERNEL_COLUMNS, _SUMMARY_KERNEL_COLUMNS
+    from sim.kernels import finish_summary, finish_tasks
+
+    args = _finish_args(np.random.default_rng(11))
     full = dict(zip(_KERNEL_COLUMNS, finish_tasks(*args, True), strict=True))
     got = finish_summary(*args)
     assert len(got) == len(_SUMMARY_KERNEL_COLUMNS)
     for name, col in zip(_SUMMARY_KERNEL_COLUMNS, got, strict=True):
         assert col.dtype == full[name].dtype and col.tobytes() == full[name].tobytes(), name
     assert full["in_flight"].any() and (full["status"] == 1).any()
+
+
+def test_summary_add_finished_equals_add_of_finish_summary():
+    """The fused finish-and-summarise call leaves the summary exactly as ``add`` of
+    finish_summary's columns does, batch after batch (warm-up rows included), and refuses
+    a batch whose square overflows the same way."""
+    from sim.engine import _SUMMARY_KERNEL_COLUMNS
+    from sim.kernels import finish_summary
+    from sim.summary import SummaryAccumulator
+
+    rng = np.random.default_rng(5)
+    plain = SummaryAccumulator(1.9, 0.4, 0.6)
+    fused = SummaryAccumulator(1.9, 0.4, 0.6)
+    for n in (600, 1, 3000, 17):
+        args = _finish_args(rng, n)
+        plain.add(dict(zip(_SUMMARY_KERNEL_COLUMNS, finish_summary(*args), strict=True)))
+        fused.add_finished(args)
+    fused.add_finished(tuple(a[:0] if i == 0 else a for i, a in enumerate(args)))
+    assert plain.result() == fused.result()
+    assert plain.n_warmup_excluded > 0 and plain.n_in_flight > 0
+    np.testing.assert_array_equal(plain.histogram.counts, fused.histogram.counts)
+    huge = list(_finish_args(rng))
+    huge[19] = np.full(12, 1e194)  # energies of 1e200 J: their squares overflow
+    huge = tuple(huge)
+    with pytest.raises(ValueError, match="finite"):
+        plain.add(dict(zip(_SUMMARY_KERNEL_COLUMNS, finish_summary(*huge), strict=True)))
+    with pytest.raises(ValueError, match="finite"):
+        fused.add_finished(huge)
+    assert plain.result() == fused.result()
