@@ -8,6 +8,7 @@ KINDS: tuple[str, ...] = (
     "multimodal_attention",
     "policy_inference",
     "federated_aggregation",
+    "twin_forecast",
 )
 
 DEFAULT_SIZES: dict[str, int] = {
@@ -15,6 +16,7 @@ DEFAULT_SIZES: dict[str, int] = {
     "multimodal_attention": 2,
     "policy_inference": 6,
     "federated_aggregation": 3,
+    "twin_forecast": 4,
 }
 """The default ``size`` of each kind: qubits of the encoder, qubits per modality register,
-qubits of the actor, qubits per client register."""
+qubits of the actor, qubits per client register, qubits of the twin's forecaster."""

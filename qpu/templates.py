@@ -335,11 +335,43 @@ def federated_aggregation(n_per_client: int = 3) -> Template:
     return Template("federated_aggregation", m, qc, p, empty, (overlap,))
 
 
+# --------------------------------------------------------------------------- twin forecast
+def twin_forecast(n_qubits: int = 4, layers: int = 1) -> Template:
+    """The digital twin's forecaster, a small variational regressor: the last ``n`` arrival
+    features as ``RY(x_j)``, then ``layers`` times [RY(w) on every qubit, a CNOT chain
+    ``0 -> 1 -> ... -> n-1``], then a final RY layer; observables ``<Z_j>`` of every qubit.
+    Weights: ``n (layers + 1)`` angles, layer by layer.
+
+    With all weights zero, ``<Z_j> = prod_{i <= j} cos x_i`` (the chain carries each
+    qubit's parity into the next).
+    """
+    if n_qubits < 2:
+        raise TemplateError(f"twin_forecast needs at least 2 qubits, got {n_qubits}")
+    if layers < 1:
+        raise TemplateError(f"twin_forecast needs at least 1 layer, got {layers}")
+    n = n_qubits
+    x = ParameterVector("x", n)
+    w = ParameterVector("w", n * (layers + 1))
+    qc = QuantumCircuit(n, name="twin_forecast")
+    for j in range(n):
+        qc.ry(x[j], j)
+    for layer in range(layers):
+        for q in range(n):
+            qc.ry(w[layer * n + q], q)
+        for q in range(n - 1):
+            qc.cx(q, q + 1)
+    for q in range(n):
+        qc.ry(w[layers * n + q], q)
+    observables = tuple(_z(q, n) for q in range(n))
+    return Template("twin_forecast", n, qc, x, w, observables, (("layers", layers),))
+
+
 _BUILDERS = {
     "semantic_coding": semantic_coding,
     "multimodal_attention": multimodal_attention,
     "policy_inference": policy_inference,
     "federated_aggregation": federated_aggregation,
+    "twin_forecast": twin_forecast,
 }
 
 

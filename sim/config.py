@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from qpu.config import QPUConfig
+from qpu.config import QPUConfig, QPUSite
 from sim.fields import (
     Bits,
     Cycles,
@@ -464,6 +464,12 @@ class Twin(Strict):
     series_vehicles: int = Field(
         8, ge=0, le=10_000, description="vehicles whose estimated and true rates are recorded"
     )
+    qpu_site: QPUSite | None = Field(
+        None,
+        description="QPUs that run the twin's forecast as a twin_forecast circuit job per "
+        "received report (FIFO, nothing else runs there); the twin's view changes when the "
+        "job ends. Device, timing and shots come from the qpu: section",
+    )
 
 
 class Policy(Strict):
@@ -540,6 +546,18 @@ class Scenario(Strict):
             raise ValueError(
                 f"twin.sync_period ({self.twin.sync_period} s) must be a whole number of "
                 f"engine.epoch ({self.engine.epoch} s): reports are taken between epochs"
+            )
+        if self.twin.qpu_site is not None and self.qpu is None:
+            raise ValueError(
+                "twin.qpu_site is set but the scenario has no qpu: section; add one (its "
+                "device or timing, shots and jobs.twin_forecast set the forecast job) or "
+                "remove twin.qpu_site"
+            )
+        site = self.twin.qpu_site
+        if site is not None and site.server is not None and site.server >= self.servers.count:
+            raise ValueError(
+                f"twin.qpu_site.server is {site.server} but there are {self.servers.count} "
+                f"edge servers; allowed: 0..{self.servers.count - 1}"
             )
         if self.qpu is not None and self.servers.placement in ("grid", "line", "list"):
             m = self.servers.count

@@ -28,6 +28,14 @@ Costs, both exact queue jobs in the engine's queues:
 Lost reports are transmitted (traffic is paid) but cost no compute. The compute delay is not
 added to the AoI.
 
+Forecast on a QPU (``twin.qpu_site``): each received report starts a ``twin_forecast``
+circuit job (:func:`qpu.templates.twin_forecast`, timed for the ``qpu:`` section's device or
+CLOPS figure with its shots) on QPUs that run nothing else, served FIFO. The twin's view
+takes the report only when that job ends, so the QPU's wait and execution add to the AoI (the
+``qpu:`` section's deadline and admission limit do not apply there). The job models where
+and how long the forecasting runs; the estimates themselves are the
+estimator's. Jobs go to ``twin_qpu_jobs`` and their figures to ``twin_forecast_*``.
+
 Event order: reports are taken between decision epochs (``sync_period`` is a whole number of
 epochs) and the twin's events are scheduled URGENT, so at an instant where a sync, a reception
 and a decision epoch coincide, the report is taken and the reception applied before the
@@ -168,6 +176,31 @@ class DigitalTwin:
         self._err_sq = 0.0
         self._err_n = 0
         self._eps_exceeded = 0
+        self._sync["arrived"] = []  # reception over the sync channel
+        self._sync["forecast_job"] = []  # id of its twin_forecast job, -1: none
+        self.forecaster = None
+        if cfg.qpu_site is not None:
+            from qpu.service import QPUService
+            from qpu.templates import KINDS
+
+            qcfg = sc.qpu.model_copy(
+                update={
+                    "sites": [cfg.qpu_site],
+                    "policy_site": None,
+                    "queue": "fifo",
+                    "batching": sc.qpu.batching.model_copy(update={"enabled": False}),
+                    "admission_limit": None,
+                    "deadline": None,
+                }
+            )
+            self.forecaster = QPUService(
+                qcfg, n_servers=m, horizon=self.horizon, kinds=["twin_forecast"]
+            )
+            self._forecast_code = KINDS.index("twin_forecast")
+            code, site = np.array([self._forecast_code]), np.zeros(1, np.int64)
+            self._forecast_time = float(self.forecaster.job_time(code, site)[0])
+            self._qpu_free = np.full(cfg.qpu_site.qpus, -math.inf)  # FIFO, earliest free QPU
+            self._drained = False
 
     # ------------------------------------------------------------------ physical side
     def count_arrivals(self, vehicle: np.ndarray) -> None:
@@ -251,17 +284,45 @@ class DigitalTwin:
             self._sync["lost"].append(lost)
             self._sync["received"].append(math.nan)
             self._sync["processed"].append(math.nan)
+            self._sync["arrived"].append(math.nan)
+            self._sync["forecast_job"].append(-1)
             if not lost:
                 env.process(self._deliver(env, report, row))
             n += 1
 
-    def _deliver(self, env: simpy.Environment, report: Report, row: int):
-        t = report.generated + self.delay
+    def _on_epoch(self, t: float) -> float:
+        """``t``, or the epoch start within 1e-9 epochs of it (the clock's own time)."""
         k = round(t / self.epoch)
         if abs(t - k * self.epoch) <= 1e-9 * self.epoch:
-            t = k * self.epoch  # on an epoch start: exactly the clock's time of that epoch
+            return k * self.epoch
+        return t
+
+    def _deliver(self, env: simpy.Environment, report: Report, row: int):
+        t = self._on_epoch(report.generated + self.delay)
         yield _UrgentTimeout(env, t)
+        self._sync["arrived"][row] = t
+        if self.forecaster is not None:
+            svc = self.forecaster
+            svc.advance(t)
+            job = int(svc.submit(np.array([self._forecast_code]), np.zeros(1, np.int64), [t])[0])
+            self._sync["forecast_job"][row] = job
+            # FIFO on QPUs of their own, without deadline or admission limit: the job starts
+            # on the earliest free QPU (the service computes the same times; tested)
+            c = int(np.argmin(self._qpu_free))
+            end = max(t, self._qpu_free[c]) + self._forecast_time
+            self._qpu_free[c] = end
+            end = self._on_epoch(end)
+            self._queue_compute(t, report, row)
+            yield _UrgentTimeout(env, end)
+            self._receive(end, report, row)
+            return
+        self._queue_compute(t, report, row)
         self._receive(t, report, row)
+
+    def _queue_compute(self, t: float, report: Report, row: int) -> None:
+        if self.cfg.compute_cycles > 0:
+            cycles = self.cfg.compute_cycles * report.cell_size.astype(np.float64)
+            self._pending.append((t, cycles, row))
 
     def _receive(self, t: float, report: Report, row: int) -> None:
         prev = self.report
@@ -271,9 +332,6 @@ class DigitalTwin:
         self.report = report
         self._received.append((t, report.generated))
         self._sync["received"][row] = t
-        if self.cfg.compute_cycles > 0:
-            cycles = self.cfg.compute_cycles * report.cell_size.astype(np.float64)
-            self._pending.append((t, cycles, row))
         if t <= self.horizon:
             self._score(t)
 
@@ -399,6 +457,33 @@ class DigitalTwin:
             "twin_rate_mae": self._err_abs / n if self._err_n else math.nan,
             "twin_rate_rmse": math.sqrt(self._err_sq / n) if self._err_n else math.nan,
             "twin_eps_exceeded": self._eps_exceeded / n if self._err_n else math.nan,
+            **self._forecast_metrics(),
+        }
+
+    def _drain_forecasts(self) -> None:
+        if not self._drained:
+            self.forecaster.drain()
+            self._drained = True
+
+    def _forecast_metrics(self) -> dict[str, float]:
+        if self.forecaster is None:
+            return {}
+        from qpu.service import COMPLETED
+
+        self._drain_forecasts()
+        core = self.forecaster.core
+        status = core.column("status")
+        done = status == COMPLETED
+        wait = (core.column("start") - core.column("arrival"))[done]
+        run = (core.column("end") - core.column("start"))[done]
+        m = self.forecaster.metrics(self.horizon)
+        return {
+            "twin_forecast_jobs": float(status.shape[0]),
+            "twin_forecast_lost": float((~done).sum()),
+            "twin_forecast_wait_mean": float(wait.mean()) if wait.size else math.nan,
+            "twin_forecast_time_mean": float(run.mean()) if run.size else math.nan,
+            "twin_forecast_utilisation": float(np.mean(m.get("utilisation", [0.0]))),
+            "twin_forecast_energy": float(np.sum(m.get("energy", [0.0]))),
         }
 
     def peak_ages(self) -> np.ndarray:
@@ -411,6 +496,8 @@ class DigitalTwin:
     def series(self) -> dict[str, dict[str, np.ndarray]]:
         """Time series: one row per sync (``twin_sync``) and estimated vs true rates at each
         reception (``twin_rate``; vehicle -1 is the mean over all vehicles)."""
+        if self.forecaster is not None:
+            self._drain_forecasts()
         s = self._sync
         generated = np.asarray(s["generated"], dtype=np.float64)
         received = np.asarray(s["received"], dtype=np.float64)
@@ -419,7 +506,7 @@ class DigitalTwin:
         peak = np.full(generated.shape[0], np.nan)
         prev = 0.0
         for i in range(generated.shape[0]):
-            if not lost[i]:
+            if not lost[i] and not math.isnan(received[i]):
                 peak[i] = received[i] - prev
                 prev = generated[i]
         r = self._rate_rows
@@ -431,7 +518,10 @@ class DigitalTwin:
                 "processed": np.asarray(s["processed"], dtype=np.float64),
                 "aoi_peak": peak,
                 "aoi_after": received - generated,
+                "arrived": np.asarray(s["arrived"], dtype=np.float64),
+                "forecast_job": np.asarray(s["forecast_job"], dtype=np.int64),
             },
+            **({"twin_qpu_jobs": self.forecaster.table()} if self.forecaster is not None else {}),
             "twin_rate": {
                 "t": np.asarray(r["t"], dtype=np.float64),
                 "vehicle": np.asarray(r["vehicle"], dtype=np.int64),

@@ -24,6 +24,7 @@ def test_every_kind_builds_with_its_width_and_parameters():
         "multimodal_attention": (4, 4, 10, 2),
         "policy_inference": (6, 6, 12, 6),
         "federated_aggregation": (6, 6, 0, 1),
+        "twin_forecast": (4, 4, 8, 4),
     }
     for kind in KINDS:
         t = build_template(kind)
@@ -62,6 +63,21 @@ def test_semantic_coding_hand_values():
     assert qiskit_values(t, x, w)[0] == pytest.approx(-math.cos(0.4))
     w[6] = math.pi
     assert qiskit_values(t, x, w)[0] == pytest.approx(math.cos(0.4))
+
+
+def test_twin_forecast_hand_values():
+    t = build_template("twin_forecast")
+    x = np.array([0.3, -1.1, 2.0, 0.7])
+    # zero weights: RY(x_j) then the CNOT chain, <Z_j> = prod_{i <= j} cos x_i
+    assert qiskit_values(t, x, np.zeros(8)) == pytest.approx(np.cumprod(np.cos(x)), abs=1e-12)
+    # a final RY(pi) on qubit 0 flips its Z; the first layer's RY(pi) on qubit 3 flips Z_3
+    w = np.zeros(8)
+    w[4] = math.pi
+    w[3] = math.pi
+    expected = np.cumprod(np.cos(x))
+    expected[0] *= -1
+    expected[3] *= -1
+    assert qiskit_values(t, x, w) == pytest.approx(expected, abs=1e-12)
 
 
 def test_attention_hand_values():

@@ -497,3 +497,81 @@ def test_a_run_writes_the_twin_series_and_figures(tmp_path):
     assert (tmp_path / "run" / "twin_rate.parquet").exists()
     for name in ("twin_aoi", "twin_rate"):
         assert (tmp_path / "run" / "figures" / f"{name}.png").exists()
+
+
+# --------------------------------------------------------------------------- QPU forecast
+def _qpu(clops: float, shots: int, qpus: int = 1) -> dict:
+    return {
+        "qpu": {"timing": {"clops": clops}, "shots": shots, "sites": [{"location": "cloud"}]},
+        "twin_site": {"location": "cloud", "qpus": qpus},
+    }
+
+
+def _forecast_scenario(period: float, delay: float, horizon: float, clops: float, shots: int):
+    q = _qpu(clops, shots)
+    twin = {"sync_period": f"{period} s", "delay": f"{delay} s", "qpu_site": q["twin_site"]}
+    return many_static(10, "100 /s", f"{horizon} s", twin, qpu=q["qpu"])
+
+
+def test_a_forecast_on_the_qpu_adds_its_job_time_to_the_age_of_information():
+    """A job shorter than the sync period never waits: every report reaches the view the
+    job's execution time d after its arrival, so the sawtooth runs between delay + d and
+    delay + d + period."""
+    period, delay, horizon = 0.1, 0.02, 4.0
+    sc = _forecast_scenario(period, delay, horizon, clops=2e5, shots=1000)
+    rec = Recorder()
+    engine, result = run_engine(sc, rec)
+    sync = result.series["twin_sync"]
+    jobs = result.series["twin_qpu_jobs"]
+    d = float(engine.twin.forecaster.job_time(np.array([4]), np.array([0]))[0])
+    assert 0.003 < d < period
+    assert (jobs["kind"] == "twin_forecast").all() and len(jobs["kind"]) == sync["generated"].size
+    np.testing.assert_allclose(jobs["execution"], d, rtol=1e-12)
+    np.testing.assert_allclose(jobs["wait"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(sync["arrived"] - sync["generated"], delay, rtol=1e-9)
+    np.testing.assert_allclose(sync["received"] - sync["arrived"], d, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sync["aoi_peak"], period + delay + d, rtol=1e-9)
+    extra = result.extra()
+    assert extra["twin_aoi_mean"] == pytest.approx(delay + d + period / 2, abs=period**2 / horizon)
+    assert extra["twin_forecast_jobs"] == sync["generated"].size
+    assert extra["twin_forecast_wait_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert extra["twin_forecast_time_mean"] == pytest.approx(d, rel=1e-12)
+    assert extra["twin_forecast_utilisation"] == pytest.approx(
+        d * sync["generated"].size / horizon, rel=0.05
+    )
+    # what the policies see: t minus the latest report whose forecast ended by t
+    for t, view, _, _ in rec.seen:
+        k = math.floor((t - delay - d) / period + 1e-9)
+        want = t if k < 1 else t - k * period
+        assert view.age == pytest.approx(want, abs=1e-9)
+
+
+def test_forecast_jobs_longer_than_the_period_queue_fifo():
+    """With a job time d > period on one QPU the n-th forecast starts when the previous
+    ends: end_n = max(arrival_n, end_{n-1}) + d (a D/D/1 queue), and the waits grow."""
+    period, delay = 0.05, 0.01
+    sc = _forecast_scenario(period, delay, 2.0, clops=1e5, shots=2000)
+    engine, result = run_engine(sc)
+    jobs = result.series["twin_qpu_jobs"]
+    d = float(engine.twin.forecaster.job_time(np.array([4]), np.array([0]))[0])
+    assert d > period
+    end = -math.inf
+    for j, arrival in enumerate(jobs["submit"]):
+        end = max(arrival, end) + d
+        assert jobs["end"][j] == pytest.approx(end, rel=1e-12)
+    assert np.all(np.diff(jobs["wait"]) > 0)
+    sync = result.series["twin_sync"]
+    done = sync["received"] <= 2.0
+    np.testing.assert_allclose(sync["received"][done], jobs["end"][done], rtol=1e-12)
+
+
+def test_a_qpu_forecast_needs_a_qpu_section_and_an_existing_server():
+    with pytest.raises(ValidationError, match="twin.qpu_site is set but the scenario has no qpu"):
+        Scenario.model_validate({"twin": {"enabled": True, "qpu_site": {"location": "cloud"}}})
+    with pytest.raises(ValidationError, match=r"twin\.qpu_site\.server is 7"):
+        Scenario.model_validate(
+            {
+                "twin": {"enabled": True, "qpu_site": {"location": "edge", "server": 7}},
+                "qpu": {"timing": {"clops": 1e5}},
+            }
+        )
