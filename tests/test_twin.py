@@ -566,7 +566,7 @@ def test_forecast_jobs_longer_than_the_period_queue_fifo():
 
 
 def test_a_qpu_forecast_needs_a_qpu_section_and_an_existing_server():
-    with pytest.raises(ValidationError, match="twin.qpu_site is set but the scenario has no qpu"):
+    with pytest.raises(ValidationError, match=r"twin\.qpu_site is set but the scenario has no qpu"):
         Scenario.model_validate({"twin": {"enabled": True, "qpu_site": {"location": "cloud"}}})
     with pytest.raises(ValidationError, match=r"twin\.qpu_site\.server is 7"):
         Scenario.model_validate(
