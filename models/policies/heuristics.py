@@ -10,7 +10,10 @@ shares held at a server in an epoch sum above one, the engine scales them down a
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
+from numba import njit
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.policies.base import Policy, register
@@ -25,9 +28,46 @@ def equal_share(obs: Observation, server: np.ndarray) -> np.ndarray:
     return 1.0 / np.maximum(users, 1)
 
 
+_FOUR_ARRAYS = [np.ndarray] * 4
+_FOUR_ONES = [1] * 4
+_ndim_of = operator.attrgetter("ndim")
+
+
+@njit(cache=True)
+def _offload_arrays(server, vehicle, cell_size, nearest, power_max):
+    """``offload_to``'s share and power in one pass; ``ok`` False (and the arrays
+    undefined) when an index is out of range, for the array formulas to report."""
+    k = server.shape[0]
+    share = np.empty(k)
+    power = np.empty(k, dtype=power_max.dtype)
+    m = cell_size.shape[0]
+    n = min(nearest.shape[0], power_max.shape[0])
+    for i in range(k):
+        v = vehicle[i]
+        s = server[i]
+        if v < 0 or v >= n or s >= m:
+            return share, power, False
+        power[i] = power_max[v]
+        if s >= 0:
+            share[i] = 1.0 / max(cell_size[s] + (nearest[v] != s), 1)
+        else:
+            share[i] = 0.0
+    return share, power, True
+
+
 def offload_to(obs: Observation, server: np.ndarray) -> Actions:
     """Actions sending each task to ``server`` (-1: local) with equal share and full power."""
     server = np.asarray(server, dtype=np.int64)
+    arrays = (obs.task_vehicle, obs.server_cell_size, obs.vehicle_nearest, obs.vehicle_power_max)
+    if (
+        server.ndim == 1
+        and list(map(type, arrays)) == _FOUR_ARRAYS
+        and list(map(_ndim_of, arrays)) == _FOUR_ONES
+        and arrays[0].shape == server.shape
+    ):
+        share, power, ok = _offload_arrays(server, *arrays)
+        if ok:
+            return Actions(server=server, share=share, power=power)
     share = np.where(server >= 0, equal_share(obs, server), 0.0)
     power = obs.vehicle_power_max[obs.task_vehicle].copy()
     return Actions(server=server, share=share, power=power)
