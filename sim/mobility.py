@@ -197,6 +197,33 @@ def leg_positions(t, t0, dur, origin, vel, width, height):
 
 
 @njit(cache=True)
+def legs_ended(t1, t):
+    """``np.flatnonzero(t1 <= t)``: the vehicles whose leg has ended by ``t``."""
+    out = np.empty(t1.shape[0], dtype=np.int64)
+    m = 0
+    for i in range(t1.shape[0]):
+        if t1[i] <= t:
+            out[m] = i
+            m += 1
+    return out[:m]
+
+
+@njit(cache=True)
+def with_departed(arrived, t0, since, t):
+    """``arrived`` followed by the vehicles that left after ``since`` and by ``t``:
+    ``np.concatenate([arrived, np.flatnonzero((t0 > since) & (t0 <= t))])``."""
+    a = arrived.shape[0]
+    out = np.empty(a + t0.shape[0], dtype=np.int64)
+    out[:a] = arrived
+    m = a
+    for i in range(t0.shape[0]):
+        if t0[i] > since and t0[i] <= t:
+            out[m] = i
+            m += 1
+    return out[:m]
+
+
+@njit(cache=True)
 def leg_velocities(previous, changed, t, t0, vel):
     """A copy of the ``(n, 2)`` velocities ``previous`` with those of vehicles ``changed``
     set to their leg's ``vel`` (2, n) if they have left (``t0 <= t``), else to 0."""
@@ -391,7 +418,7 @@ class RandomWaypoint(MobilityModel):
 
     def _advance(self, dt: float) -> None:
         t = self.time
-        idx = np.flatnonzero(self._t1 <= t)
+        idx = legs_ended(self._t1, t)
         arrived = idx
         while idx.size:
             arrival = self._t1[idx]
@@ -399,8 +426,7 @@ class RandomWaypoint(MobilityModel):
             self._new_legs(idx, arrival + self.pause)
             idx = idx[self._t1[idx] <= t]
         if self.pause > 0.0:
-            departed = np.flatnonzero((self._t0 > self._published_at) & (self._t0 <= t))
-            arrived = np.concatenate([arrived, departed])
+            arrived = with_departed(arrived, self._t0, self._published_at, t)
         self._refresh(arrived)
 
     def _refresh(self, changed: np.ndarray | None = None) -> None:

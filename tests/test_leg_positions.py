@@ -107,3 +107,26 @@ def test_set_legs_equals_the_array_formulas_bit_for_bit(seed):
     for g, w in zip(got, want, strict=True):
         assert g.tobytes() == w.tobytes()
     assert np.isinf(got[4][idx[25:35]]).all() and (got[4][idx[:10]] == 0.0).all()
+
+
+def test_legs_ended_and_with_departed_equal_the_array_formulas():
+    """The ended and departed legs, in the order the array formulas give them (NaN times,
+    ties with ``t`` and an empty result included)."""
+    from sim.mobility import legs_ended, with_departed
+
+    rng = np.random.default_rng(8)
+    for n in (0, 1, 7, 300):
+        t1 = rng.uniform(0.0, 10.0, n).round(1)
+        t0 = t1 - rng.uniform(0.0, 5.0, n).round(1)
+        t1[::11] = np.nan
+        t0[::13] = np.nan
+        for t in (-1.0, 3.0, 5.0, 20.0):
+            want = np.flatnonzero(t1 <= t)
+            got = legs_ended(t1, t)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist()
+            for since in (-np.inf, 2.0, 3.0):
+                departed = np.flatnonzero((t0 > since) & (t0 <= t))
+                want_all = np.concatenate([want, departed])
+                got_all = with_departed(got, t0, since, t)
+                assert got_all.dtype == want_all.dtype
+                assert got_all.tolist() == want_all.tolist()
