@@ -55,6 +55,11 @@ class RunSink:
         if self.writer is not None:
             self.writer.append(batch)
 
+    def add_finished(self, args: tuple) -> None:
+        """The summary-only path (:meth:`sim.summary.SummaryAccumulator.add_finished`); the
+        engine takes it only when ``needs_table`` is False."""
+        self.summary.add_finished(args)
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
