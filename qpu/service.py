@@ -770,6 +770,19 @@ class QPUService:
         return result
 
     # ------------------------------------------------------------------ results
+    def job_fidelity(self, ids: np.ndarray) -> np.ndarray:
+        """Fidelity of completed jobs ``ids``: measured (noisy backends) where it was, else the
+        calibrated estimate of their kind on their QPU (NaN with CLOPS timing)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        c = self.core
+        out = self.fidelity[c.column("kind")[ids], c.column("qpu")[ids]].astype(np.float64)
+        if self._measured:
+            for j, i in enumerate(ids):
+                m = self._measured.get(int(i))
+                if m is not None:
+                    out[j] = m
+        return out
+
     def table(self) -> dict[str, np.ndarray]:
         """The per-job table as columns (ready for Parquet)."""
         c = self.core

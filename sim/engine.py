@@ -49,7 +49,7 @@ from sim.world import World
 
 # Columns of the per-task table, in order; finish_tasks returns all but the QPU ones.
 RECORD_COLUMNS = TASK_COLUMNS
-_QPU_COLUMNS = ("wait_qpu", "qpu_time")
+_QPU_COLUMNS = ("wait_qpu", "qpu_time", "qpu_fidelity", "semantic_accuracy")  # not kernel's
 _KERNEL_COLUMNS = tuple(c for c in TASK_COLUMNS if c not in _QPU_COLUMNS)
 # the columns finish_summary returns, in its order
 _SUMMARY_KERNEL_COLUMNS = tuple(c for c in _KERNEL_COLUMNS if c in SUMMARY_COLUMNS)
@@ -82,6 +82,7 @@ _QPU_INFLIGHT_COLUMNS = (
     ("q_job", np.int64),
     ("q_start", np.float64),
     ("q_time", np.float64),
+    ("q_fid", np.float64),
 )
 _DECIDE_INFLIGHT_COLUMNS = (("ready", np.float64), ("d_job", np.int64))
 
@@ -418,6 +419,7 @@ class Engine:
             rows["q_job"][:] = -1
             rows["q_start"][:] = np.nan
             rows["q_time"][:] = np.nan
+            rows["q_fid"][:] = np.nan
         return rows
 
     def _fading_or_empty(self) -> np.ndarray:
@@ -592,12 +594,25 @@ class Engine:
             if self._full_rows:
                 out["wait_qpu"] = q_start - (rows["tx_start"][idx] + rows["tx_time"][idx])
                 out["qpu_time"] = q_time
+                fid = rows["q_fid"][idx]
+                out["qpu_fidelity"] = fid
+                out["semantic_accuracy"] = self._semantic_accuracy(out["offload"]) * np.where(
+                    np.isnan(fid), 1.0, fid
+                )
         elif self._full_rows:
             out["wait_qpu"] = out["qpu_time"] = np.full(idx.shape[0], np.nan)
+            out["qpu_fidelity"] = np.full(idx.shape[0], np.nan)
+            out["semantic_accuracy"] = self._semantic_accuracy(out["offload"])
         budget = self.sc.vehicles.energy_budget
         if budget is not None:
             self.violations.energy_budget += int((out["energy"] > budget).sum())
         return out
+
+    def _semantic_accuracy(self, offload: np.ndarray) -> np.ndarray:
+        """sigma_j of offloaded tasks, sigma_i of local ones."""
+        return np.where(
+            offload, self.sc.servers.semantic_accuracy, self.sc.vehicles.semantic_accuracy
+        )
 
     def _utilisation(self) -> dict[str, float]:
         h = self.horizon

@@ -192,6 +192,7 @@ class QPULink:
         served = rows_done[ok]
         rows["q_start"][served] = start[ok]
         rows["q_time"][served] = end[ok] - start[ok]
+        rows["q_fid"][served] = svc.job_fidelity(ids[ok])
         phase[served] = PHASE_EDGE
         lost = rows_done[~ok]
         if lost.size:

@@ -52,6 +52,19 @@ _COLUMNS: tuple[tuple[str, pa.DataType, str, str], ...] = (
         "wait for the QPU: job start - end of transmission; NaN if none",
     ),
     ("qpu_time", pa.float64(), "s", "execution time of the task's QPU job; NaN if none"),
+    (
+        "qpu_fidelity",
+        pa.float64(),
+        "",
+        "fidelity of the task's semantic-coding job (measured on a noisy backend, else the "
+        "device's calibrated estimate); NaN if none or unknown (CLOPS timing)",
+    ),
+    (
+        "semantic_accuracy",
+        pa.float64(),
+        "",
+        "sigma_i (local) or sigma_j (offloaded), times qpu_fidelity where it is known",
+    ),
     ("compute_start", pa.float64(), "s", "start of computation; NaN if never started"),
     ("wait_compute", pa.float64(), "s", "wait for the CPU: compute_start - time ready for it"),
     ("compute_time", pa.float64(), "s", "computation time"),

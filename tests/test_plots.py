@@ -46,6 +46,8 @@ def small_run(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         "wait_uplink": wait_up,
         "wait_qpu": np.full(n, np.nan),
         "qpu_time": np.full(n, np.nan),
+        "qpu_fidelity": np.full(n, np.nan),
+        "semantic_accuracy": np.ones(n),
         "compute_start": arrival,
         "wait_compute": wait_c,
         "compute_time": compute_time,

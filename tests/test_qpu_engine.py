@@ -220,3 +220,37 @@ def test_a_noisy_backend_measures_the_fidelity_of_the_jobs_that_ran():
     measured = jobs["fidelity_measured"][ran]
     assert np.all((measured > 0.3) & (measured <= 1.0))
     assert np.isnan(jobs["fidelity_measured"][~ran]).all()
+
+
+def test_semantic_accuracy_is_scaled_by_the_fidelity_of_the_tasks_encoding_job():
+    """Local tasks keep sigma_i; offloaded ones get sigma_j times the fidelity of their
+    semantic-coding job: the device's calibrated estimate, or on a noisy backend the
+    fidelity measured against the exact result (the same values as the job table's)."""
+    from qpu.fidelity import template_fidelity
+    from qpu.templates import build_template
+
+    sig = {"vehicles": {"semantic_accuracy": 0.8}, "servers": {"semantic_accuracy": 0.9}}
+    qpu = {"device": "fake_nairobi", "shots": 200, "sites": [{"location": "cloud"}]}
+    qpu["jobs"] = {"semantic_coding": {"enabled": True}}
+    sc = scenario(engine={"horizon": "0.5 s"}, policy="random", qpu=qpu, **sig)
+    t, _ = run_table(sc)
+    estimate = template_fidelity(build_template("semantic_coding"), "fake_nairobi").total
+    assert 0.3 < estimate < 1.0
+    local, ran = ~t.offload, t.offload & t.qpu_time.notna()
+    assert local.sum() > 3 and ran.sum() > 3
+    assert t.qpu_fidelity[local].isna().all()
+    np.testing.assert_allclose(t.semantic_accuracy[local], 0.8)
+    np.testing.assert_allclose(t.qpu_fidelity[ran], estimate, rtol=1e-12)
+    np.testing.assert_allclose(t.semantic_accuracy[ran], 0.9 * estimate, rtol=1e-12)
+    # measured on the noisy backend: each task's value is its job's measured fidelity
+    noisy = sc.model_copy(
+        update={"qpu": sc.qpu.model_copy(update={"backend": "aer-noisy:fake_nairobi"})}
+    )
+    t, result = run_table(noisy)
+    jobs = result.series["qpu_jobs"]
+    ran = t.offload & t.qpu_time.notna()
+    done = (jobs["status"] == 0) & (jobs["kind"] == "semantic_coding")
+    got = np.sort(t.qpu_fidelity[ran].to_numpy())
+    np.testing.assert_array_equal(got, np.sort(jobs["fidelity_measured"][done]))
+    assert np.std(got) > 0  # measured per job, not the one estimate
+    np.testing.assert_allclose(t.semantic_accuracy[ran], 0.9 * t.qpu_fidelity[ran], rtol=1e-12)

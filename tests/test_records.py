@@ -67,6 +67,8 @@ def synthetic_batch(
         "wait_uplink": wait_up,
         "wait_qpu": np.where(offload, rng.exponential(1e-3, n), np.nan),
         "qpu_time": np.where(offload, 2e-3, np.nan),
+        "qpu_fidelity": np.where(offload, 0.9, np.nan),
+        "semantic_accuracy": np.where(offload, 0.9, 1.0),
         "compute_start": compute_start,
         "wait_compute": np.where(dropped, np.nan, wait_c),
         "compute_time": compute_time,
@@ -105,7 +107,7 @@ def assert_same_rows(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) ->
 
 def test_schema_lists_the_columns_in_order_with_units() -> None:
     assert TASK_COLUMNS[0] == "task_id" and TASK_COLUMNS[-1] == "in_flight"
-    assert len(TASK_COLUMNS) == 28
+    assert len(TASK_COLUMNS) == 30
     assert TASK_SCHEMA.field("wait_qpu").metadata[b"unit"] == b"s"
     assert TASK_SCHEMA.field("status").type == pa.int8()
     assert TASK_SCHEMA.field("latency").metadata[b"unit"] == b"s"
