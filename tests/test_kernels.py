@@ -344,6 +344,7 @@ def pipeline_in_epochs(rows, caps, fifo, drop, epoch, link, horizon):
         q_job=np.full(n, -1, dtype=np.int64),
         q_start=np.full(n, np.nan),
         q_time=np.full(n, np.nan),
+        q_fid=np.full(n, np.nan),
     )
     t = 0.0
     while True:
