@@ -40,10 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -771,28 +768,16 @@ def write_outputs(result: Comparison, quiet: bool = False) -> dict[str, Path]:
 
 
 def _write_figures(result: Comparison) -> list[Path]:
-    """Draw into a temporary folder and rename into ``figures/``; figures of earlier
-    builds that this one did not draw are removed."""
+    """Draw the figures and publish them into ``figures/`` (:func:`sim.report.publish_figures`)."""
     from models.compare_plots import plot_evaluation, plot_learning_curves
+    from sim.report import publish_figures
 
-    folder = result.out / "figures"
-    folder.mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".figures.", dir=result.out))
-    try:
+    def draw(tmp: Path) -> list[Path]:
         drawn = plot_learning_curves(tmp, result.curves, result.window)
         frame = pooled(result.eval_runs, result.runs)
         eval_agg = aggregate(frame.drop(columns=["model"]), ["policy"])
-        drawn += plot_evaluation(
+        return drawn + plot_evaluation(
             tmp, eval_agg, frame, policy_order(result.runs), result.out / "eval" / "runs"
         )
-        final = []
-        for path in drawn:
-            os.replace(path, folder / path.name)
-            final.append(folder / path.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    keep = {p.name for p in final}
-    for stale in folder.iterdir():
-        if stale.suffix in (".png", ".svg") and stale.name not in keep:
-            stale.unlink()
-    return final
+
+    return publish_figures(result.out, draw)

@@ -28,7 +28,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,15 +295,19 @@ def _build_sweep(d: Path) -> dict[str, Path]:
 def _write_figures(
     d: Path, agg: pd.DataFrame, runs: pd.DataFrame, shape: sweep_plots.SweepShape
 ) -> list[Path]:
-    """Draw into a temporary folder, rename each file into ``figures/``, then remove the
-    figures of earlier builds that this one did not draw."""
+    return publish_figures(d, lambda tmp: sweep_plots.plot_sweep(tmp, agg, runs, shape, d / "runs"))
+
+
+def publish_figures(d: Path, draw: Callable[[Path], list[Path]]) -> list[Path]:
+    """``draw`` into a temporary folder of ``d``, rename each file (fsynced) into
+    ``d/figures/``, then remove the figures of earlier builds that this one did not draw.
+    Returns the published paths."""
     out = d / "figures"
     out.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".figures.", dir=d))
     try:
-        drawn = sweep_plots.plot_sweep(tmp, agg, runs, shape, d / "runs")
         final = []
-        for path in drawn:
+        for path in draw(tmp):
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(path, out / path.name)
