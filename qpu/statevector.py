@@ -185,6 +185,21 @@ def _half_angles(tht, b0, shared, p, c, s, sign):
             c[BLOCK + bb] = cv
 
 
+@njit(cache=True, inline="always", fastmath=_FAST)
+def _state(xt, b0, tht, shared, gamma, beta, n, layers, negative, S, x2, c, s, a, final):
+    """The state of block ``b0`` into ``a``: the encoding, then the ``layers`` trainable
+    layers (RY, CZ), then the final RY layer when ``final``. ``S``, ``x2``, ``c`` and ``s``
+    are scratch."""
+    dim = 1 << n
+    _encode(xt, b0, gamma, beta, n, S, x2, c, s, a)
+    for layer in range(layers + 1 if final else layers):
+        for q in range(n):
+            _half_angles(tht, b0, shared, layer * n + q, c, s, 1.0)
+            _ry(a, q, c, s, dim)
+        if layer < layers:
+            _flip(a, negative)
+
+
 @njit(cache=True, fastmath=_FAST)
 def policy_forward(xt, tht, gamma, beta, n, layers, negative, out):
     """``<Z_q>`` of the policy circuit for every sample.
@@ -206,12 +221,7 @@ def policy_forward(xt, tht, gamma, beta, n, layers, negative, out):
     zacc = np.empty(LANES)
     xacc = np.empty(LANES)
     for b0 in range(0, nb, BLOCK):
-        _encode(xt, b0, gamma, beta, n, S, x2, zacc, xacc, a)
-        for layer in range(layers):
-            for q in range(n):
-                _half_angles(tht, b0, shared, layer * n + q, c, s, 1.0)
-                _ry(a, q, c, s, dim)
-            _flip(a, negative)
+        _state(xt, b0, tht, shared, gamma, beta, n, layers, negative, S, x2, c, s, a, False)
         for q in range(n):
             step = 1 << q
             for k in range(LANES):
@@ -253,13 +263,7 @@ def policy_adjoint(xt, tht, gamma, beta, n, layers, negative, out, grad):
     s = np.empty(LANES)
     acc = np.empty(LANES)
     for b0 in range(0, nb, BLOCK):
-        _encode(xt, b0, gamma, beta, n, S, x2, c, s, a)
-        for layer in range(layers + 1):
-            for q in range(n):
-                _half_angles(tht, b0, shared, layer * n + q, c, s, 1.0)
-                _ry(a, q, c, s, dim)
-            if layer < layers:
-                _flip(a, negative)
+        _state(xt, b0, tht, shared, gamma, beta, n, layers, negative, S, x2, c, s, a, True)
         for j in range(n):
             for k in range(LANES):
                 acc[k] = 0.0
@@ -322,13 +326,7 @@ def policy_vjp(xt, tht, gamma, beta, n, layers, negative, gout, grad):
     s = np.empty(LANES)
     acc = np.empty(LANES)
     for b0 in range(0, nb, BLOCK):
-        _encode(xt, b0, gamma, beta, n, S, x2, c, s, a)
-        for layer in range(layers + 1):
-            for q in range(n):
-                _half_angles(tht, b0, shared, layer * n + q, c, s, 1.0)
-                _ry(a, q, c, s, dim)
-            if layer < layers:
-                _flip(a, negative)
+        _state(xt, b0, tht, shared, gamma, beta, n, layers, negative, S, x2, c, s, a, True)
         for z in range(dim):
             for bb in range(BLOCK):
                 w[bb] = 0.0
