@@ -340,6 +340,12 @@ class ChannelState:
             self._matrices()
         return self._gain
 
+    @property
+    def computed_gain(self) -> np.ndarray | None:
+        """The (N, M) gain matrix if something has asked for it already, else None (then
+        :meth:`gain_of` computes the pairs it is given from the path-loss formula)."""
+        return self._gain
+
     def gain_of(self, vehicle: np.ndarray, server: np.ndarray) -> np.ndarray:
         """Gain h_ij of the given (vehicle, server) pairs (broadcast), fading included,
         without computing the full matrix."""

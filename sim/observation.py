@@ -168,6 +168,8 @@ class Observation:
     def server_backlog(self) -> np.ndarray:
         """Mean committed work per core [s] of each edge server at the epoch start."""
         c = self.server_core_free.shape[1]
+        if c == 1:  # one core each: the same numbers without the mask and the sum
+            return np.maximum(self.server_core_free[:, 0] - self.t, 0.0) / self.server_cores
         used = np.arange(c)[None, :] < self.server_cores[:, None]
         left = np.where(used, np.maximum(self.server_core_free - self.t, 0.0), 0.0)
         return left.sum(axis=1) / self.server_cores

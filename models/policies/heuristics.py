@@ -29,6 +29,7 @@ def equal_share(obs: Observation, server: np.ndarray) -> np.ndarray:
 
 
 _FOUR_ARRAYS = [np.ndarray] * 4
+_EMPTY = np.empty((0, 0))  # no gain matrix / no fading, for greedy_actions
 _FOUR_ONES = [1] * 4
 _ndim_of = operator.attrgetter("ndim")
 
@@ -206,22 +207,32 @@ class Greedy(Policy):
         from models.policies.greedy_kernel import greedy_actions
 
         k = obs.n_tasks
-        v = obs.task_vehicle
         use_backlog = self.params.use_backlog
         server = np.empty(k, dtype=np.int64)
         share = np.empty(k)
         power = np.empty(k)
         local = np.empty(k)
         offload = np.empty(k)
+        ch = obs.channel
+        matrix = ch.computed_gain
+        cfg = ch.cfg
         greedy_actions(
-            v,
+            obs.task_vehicle,
             obs.task_size,
             obs.task_cycles,
-            obs.channel.gain_of(v, obs.vehicle_nearest[v]),
+            float(obs.t),
+            ch.vehicles,
+            ch.servers,
+            _EMPTY if matrix is None else matrix,
+            _EMPTY if ch.fading is None else ch.fading,
+            float(cfg.reference_gain),
+            float(cfg.reference_distance),
+            float(cfg.path_loss_exponent),
+            float(cfg.min_distance),
             obs.vehicle_cpu,
             obs.vehicle_power_max,
-            obs.vehicle_local_backlog if use_backlog else obs.vehicle_cpu,
-            obs.vehicle_uplink_backlog if use_backlog else obs.vehicle_cpu,
+            obs.vehicle_local_free,
+            obs.vehicle_uplink_free,
             obs.vehicle_nearest,
             obs.server_cell_size,
             obs.server_bandwidth,
