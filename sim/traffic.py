@@ -39,15 +39,39 @@ def _arrival_times(spacings, k, t0, t1):
 
 
 @njit(cache=True)
-def _assemble(spacings, vehicle, size, cycles, t0, t1, deadline, phi, beta, first_id, n_vehicles):
+def _assemble(
+    spacings,
+    vehicle,
+    size,
+    size_low,
+    size_range,
+    cycles,
+    cycles_low,
+    cycles_range,
+    t0,
+    t1,
+    deadline,
+    phi,
+    beta,
+    first_id,
+    n_vehicles,
+):
     """One epoch's task arrays from raw draws, sorted by (vehicle, arrival).
 
     ``spacings`` (k + 1 exponentials) give k sorted arrival times in [t0, t1); a stable
-    counting sort by ``vehicle`` keeps each vehicle's arrivals in time order.
+    counting sort by ``vehicle`` keeps each vehicle's arrivals in time order. Sizes are
+    ``size_low + size_range * size`` and complexities likewise: standard uniforms scaled
+    exactly as ``Generator.uniform`` scales them, or drawn values with low 0 and range 1
+    (which leave them unchanged).
     """
     k = vehicle.shape[0]
     times = _arrival_times(spacings, k, t0, t1)
-    return _place(times, vehicle, size, cycles, deadline, phi, beta, first_id, n_vehicles)
+    sz = np.empty(k)
+    cy = np.empty(k)
+    for i in range(k):
+        sz[i] = size_low + size_range * size[i]
+        cy[i] = cycles_low + cycles_range * cycles[i]
+    return _place(times, vehicle, sz, cy, deadline, phi, beta, first_id, n_vehicles)
 
 
 @njit(cache=True)
@@ -194,6 +218,11 @@ class TaskSource:
         self.next_id = 0
         p = tasks_cfg.priority
         self._phi, self._beta = float(p.phi), float(p.beta)
+        sz, cx = tasks_cfg.size, tasks_cfg.complexity
+        self._uniform = None  # (size low, size range, complexity low, complexity range)
+        if sz.kind == "uniform" and cx.kind == "uniform":
+            s_low, c_low = float(sz.low), float(cx.low)
+            self._uniform = (s_low, float(sz.high) - s_low, c_low, float(cx.high) - c_low)
 
     def set_rates(self, rates: np.ndarray) -> None:
         """Arrival rate of each vehicle [1/s] from now on."""
@@ -235,14 +264,26 @@ class TaskSource:
             keep = rng.random(k) * g_max < self.profile.factor(times, vehicle)
             times, vehicle = times[keep], vehicle[keep]
             k = times.shape[0]
-        size = draw(self.cfg.size, self.sizes, k)
-        cycles = draw(self.cfg.complexity, self.sizes, k)
+        if times is None and self._uniform is not None:
+            # both uniform: one call for the 2k standard uniforms, which is the same stream
+            # as two calls of k, scaled in the kernel as Generator.uniform would
+            s_low, s_range, c_low, c_range = self._uniform
+            u = self.sizes.random(2 * k)
+            size, cycles = u[:k], u[k:]
+        else:
+            size = draw(self.cfg.size, self.sizes, k)
+            cycles = draw(self.cfg.complexity, self.sizes, k)
+            s_low, s_range, c_low, c_range = 0.0, 1.0, 0.0, 1.0
         if times is None:
             cols = _assemble(
                 spacings,
                 vehicle,
                 size,
+                s_low,
+                s_range,
                 cycles,
+                c_low,
+                c_range,
                 t0,
                 t1,
                 self.cfg.deadline,

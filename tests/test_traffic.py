@@ -90,3 +90,26 @@ def test_deadline_and_priority_follow_eqs_4_and_7():
     np.testing.assert_allclose(b["deadline"], b["arrival"] + 0.03)
     np.testing.assert_allclose(b["priority"], 2e-6 * b["cycles"] - 50.0 * b["deadline"])
     assert np.array_equal(b["task_id"], np.arange(len(b["task_id"])))
+
+
+@pytest.mark.parametrize(
+    "size, complexity",
+    [
+        (["1e4 bit", "2e4 bit"], ["1e6 cycles", "2e6 cycles"]),  # both uniform: one fused draw
+        (["1e4 bit", "2e4 bit"], {"kind": "exponential", "mean": "1.5e6 cycles"}),
+        ({"kind": "fixed", "value": "3e4 bit"}, ["1e6 cycles", "3e6 cycles"]),
+    ],
+)
+def test_sizes_and_complexities_are_the_generators_own_draws(size, complexity):
+    # each epoch takes k sizes then k complexities from the task_sizes stream, as
+    # Generator.uniform / exponential (or a fixed value) give them, to the last bit
+    src = source([10.0, 30.0, 5.0], seed=7, size=size, complexity=complexity)
+    twin = np.random.default_rng(8)  # the same stream as src.sizes
+    for k in range(30):
+        b = src.sample(k * 0.1, (k + 1) * 0.1)
+        n = b["task_id"].shape[0]
+        order = np.argsort(b["task_id"])  # back to arrival order, in which they were drawn
+        want_size = draw(src.cfg.size, twin, n)
+        want_cycles = draw(src.cfg.complexity, twin, n)
+        np.testing.assert_array_equal(b["size_bits"][order], want_size)
+        np.testing.assert_array_equal(b["cycles"][order], want_cycles)
