@@ -78,6 +78,7 @@ WORLD_SIDE_1000 = 5000.0  # m: square side for 1,000 vehicles (40 vehicles/km^2)
 WORLD_ARRIVAL_RATE = 20.0  # tasks/s per vehicle
 WORLD_EPOCHS = (0.1, 1.0)  # s
 REF_VEHICLES = 50  # the small slice run by the reference engine
+WORLD_REPEATS = 3  # summary-only world runs are short: the best of this many is reported
 
 
 @dataclass
@@ -585,10 +586,17 @@ def bench_world(sizes: Sizes) -> None:
         for policy in policies:
             sc = world_scenario(WORLD_VEHICLES, policy, horizon, epoch)
             log(f"world {policy} epoch {epoch:g} s horizon {horizon:g} s")
-            n, t, summ = run_world(sc)
+            best = None
+            for _ in range(WORLD_REPEATS):
+                n, t, summ = run_world(sc)
+                if best is None or t.wall < best[1].wall:
+                    best = (n, t, summ)
+            n, t, summ = best
             rate = n / t.wall
             lat = summ.get("latency_mean")
-            notes = f"{n:,} tasks, {horizon:g} s simulated, {t.wall:.2f} s; "
+            notes = (
+                f"{n:,} tasks, {horizon:g} s simulated, {t.wall:.2f} s (best of {WORLD_REPEATS}); "
+            )
             if lat is not None:
                 notes += f"mean latency {lat * 1e3:.2f} ms; "
             add(
