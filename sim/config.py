@@ -485,10 +485,16 @@ class Output(Strict):
     )
     plots: bool = True
     chunk_rows: int = Field(
-        1_000_000,
+        65_536,
         ge=1000,
         le=50_000_000,
-        description="rows buffered before a Parquet row group is written",
+        description="rows per row group of the task table: a full group is encoded on a "
+        "background thread while the run goes on; memory is about 400 bytes per row",
+    )
+    table_compression: Literal["lz4", "zstd"] = Field(
+        "lz4",
+        description="codec of the task table: lz4 is the fastest to write and read; zstd "
+        "(level 1) makes files 3-15 % smaller and is about 1.5 times slower to write and read",
     )
 
 

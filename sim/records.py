@@ -7,7 +7,7 @@ the file does not depend on how the rows were split into batches. Encoding and
 compression of a full row group run on a background thread while the caller goes on
 simulating. The file is written as ``<path>.partial`` and renamed once complete, so a
 ``tasks.parquet`` that exists is always whole. Identical rows give byte-identical files
-(for a given pyarrow version): no timestamps or random ids go into the metadata.
+(for a given pyarrow version and codec): no timestamps or random ids go into the metadata.
 """
 
 from __future__ import annotations
@@ -99,29 +99,53 @@ _NUMPY_DTYPES: dict[str, np.dtype] = {
     f.name: np.dtype(f.type.to_pandas_dtype()) for f in TASK_SCHEMA
 }
 
-# Parquet layout, chosen for write speed at a good compression ratio: zstd level 1;
-# dictionary encoding only where few distinct values are expected (status, and typically
+# Parquet layout, chosen for write speed at a good compression ratio. A million rows of
+# the benchmark world (benchmarks/bench_engine.py), one core, pyarrow 26, 65,536-row
+# groups: lz4 writes 4.2 M rows/s into 94 MB, zstd level 1 2.7 M rows/s into 91 MB; on
+# uniformly random rows (tests/test_records.py) 2.6 M rows/s into 135 MB against 1.7 M
+# rows/s into 115 MB. One-thread reads: 8.6 M rows/s for lz4, 4.8-7.5 for zstd.
+# Dictionary encoding only where few distinct values are expected (status, and typically
 # vehicle, server, share, power); delta encoding for the task ids, which lie close
-# together; byte-stream split for floating-point columns, which lets zstd find the
-# structure of the exponents.
+# together; byte-stream split for the floating-point columns, which lets either codec find
+# the structure of the exponents (20 % smaller with lz4), except wait_uplink, often zero
+# or NaN, which is both smaller and faster plain. Min/max statistics only for the columns
+# that readers select row groups by (ids, arrival time, vehicle, server, status): on
+# every column they would cost 7 % of the write time.
+COMPRESSIONS: tuple[str, ...] = ("lz4", "zstd")
+"""Codecs of the task table: ``lz4`` (the default, fastest to write and read) or ``zstd``
+(level 1: 3-15 % smaller files, about 1.5 times slower to write and to read)."""
+
+DEFAULT_CHUNK_ROWS = 1 << 16
+"""Rows per row group: small enough that row groups are encoded on the background thread
+while the run goes on (a run of 600,000 rows hands over nine of them before it ends, and
+only the last, shorter one is encoded at close), large enough that reading stays within
+a few percent of the speed of million-row groups (6.9 against 7.3 M rows/s on one core)."""
+
 _DICTIONARY_COLUMNS = ["vehicle", "server", "share", "power", "status"]
+_STATISTICS_COLUMNS = ["task_id", "vehicle", "arrival", "server", "status"]
+_PLAIN_FLOAT_COLUMNS = ["wait_uplink"]
 _COLUMN_ENCODING = {
     "task_id": "DELTA_BINARY_PACKED",
     **{
         f.name: "BYTE_STREAM_SPLIT"
         for f in TASK_SCHEMA
-        if f.type == pa.float64() and f.name not in _DICTIONARY_COLUMNS
+        if f.type == pa.float64()
+        and f.name not in _DICTIONARY_COLUMNS
+        and f.name not in _PLAIN_FLOAT_COLUMNS
     },
 }
 _WRITER_OPTIONS = {
-    "compression": "zstd",
-    "compression_level": 1,
     "use_dictionary": _DICTIONARY_COLUMNS,
     "column_encoding": _COLUMN_ENCODING,
-    "write_statistics": True,
+    "write_statistics": _STATISTICS_COLUMNS,
+}
+_CODEC_OPTIONS: dict[str, dict[str, object]] = {
+    "lz4": {"compression": "lz4"},
+    "zstd": {"compression": "zstd", "compression_level": 1},
 }
 
-_FIRST_CAPACITY = 1 << 16
+_FIRST_CAPACITY = DEFAULT_CHUNK_ROWS
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -147,11 +171,17 @@ class TaskTableWriter:
     ``append`` validates a batch (every column of :data:`TASK_SCHEMA`, no others, 1-D and
     of equal length, of a dtype that casts to the column's type within its kind) and copies
     it into the column buffers, so the caller may reuse its arrays at once. When the
-    buffers hold ``chunk_rows`` rows they are handed to a background thread that encodes
-    and writes the row group; at most one row group is in flight, so memory is bounded by
-    two sets of buffers plus the encoder's pages: about 350 bytes per row of
-    ``chunk_rows`` (350 MB for the default million), whatever the number of rows.
-    ``close`` writes the rest, fsyncs the file and renames ``<path>.partial`` to ``path``.
+    buffers hold ``chunk_rows`` rows they are handed to a background thread that converts,
+    encodes and writes the row group (pyarrow does this without holding the GIL, so it runs
+    beside the simulation); if ``durable``, a third thread flushes the written groups to
+    disk meanwhile, so that ``close`` has only the last ones to flush. At most one row
+    group is in flight, so memory is bounded by two sets of buffers plus the encoder's
+    pages: about 400 bytes per row of ``chunk_rows`` (26 MB for the default 65,536),
+    whatever the number of rows. ``compression`` is one of :data:`COMPRESSIONS`.
+
+    ``close`` writes the rest, fsyncs the file, renames ``<path>.partial`` to ``path`` and
+    fsyncs the folder; ``durable=False`` skips the fsyncs, for a folder that its owner
+    fsyncs as a whole before it counts.
 
     Used as a context manager, the file is closed on success; if the block raises, the row
     groups written so far are finalised into a readable ``<path>.partial`` and ``path`` is
@@ -159,23 +189,39 @@ class TaskTableWriter:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], chunk_rows: int = 1_000_000, background: bool = True
+        self,
+        path: str | os.PathLike[str],
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        background: bool = True,
+        compression: str = "lz4",
+        durable: bool = True,
     ) -> None:
         if int(chunk_rows) < 1:
             raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+        if compression not in _CODEC_OPTIONS:
+            raise ValueError(
+                f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}"
+            )
         self.path = Path(path)
         self.partial_path = self.path.with_name(self.path.name + ".partial")
         self.chunk_rows = int(chunk_rows)
+        self.compression = compression
+        self.durable = bool(durable)
         self.rows = 0
         self.row_groups = 0
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            str(self.partial_path), TASK_SCHEMA, **_WRITER_OPTIONS
+            str(self.partial_path), TASK_SCHEMA, **_WRITER_OPTIONS, **_CODEC_OPTIONS[compression]
         )
+        # a second descriptor of the file, to flush what the writer has written to disk
+        self._sync_fd = os.open(self.partial_path, os.O_RDONLY) if self.durable else -1
         self._buffers = self._allocate(min(self.chunk_rows, _FIRST_CAPACITY))
         self._spare: dict[str, np.ndarray] | None = None
         self._fill = 0
         self._pool = ThreadPoolExecutor(1, "task-table") if background else None
         self._pending: Future[None] | None = None
+        durable_background = background and self.durable
+        self._syncer = ThreadPoolExecutor(1, "task-table-sync") if durable_background else None
+        self._synced: Future[None] | None = None
         self._closed = self._aborted = False
 
     # ------------------------------------------------------------------ input
@@ -188,39 +234,43 @@ class TaskTableWriter:
         pos = 0
         while pos < n:
             take = min(n - pos, self.chunk_rows - self._fill)
-            end = self._fill + take
-            if end > self._capacity:
+            start, end = self._fill, self._fill + take
+            if end > self._buffers["task_id"].shape[0]:
                 self._grow(end)
-            whole = take == n
-            buffers = self._buffers
-            for name, col in zip(TASK_COLUMNS, cols, strict=True):
-                buffers[name][self._fill : end] = col if whole else col[pos : pos + take]
+            if take == n:
+                for buf, col in zip(self._buffers.values(), cols, strict=True):
+                    buf[start:end] = col
+            else:
+                for buf, col in zip(self._buffers.values(), cols, strict=True):
+                    buf[start:end] = col[pos : pos + take]
             self._fill = end
             pos += take
             self.rows += take
-            if self._fill == self.chunk_rows:
-                self._flush()
+            if end == self.chunk_rows:
+                self._flush(sync=True)
 
     @staticmethod
     def _validate(batch: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        missing = [c for c in TASK_COLUMNS if c not in batch]
-        unknown = [c for c in batch if c not in _NUMPY_DTYPES]
-        if missing or unknown:
+        """The batch's columns in :data:`TASK_COLUMNS` order, as arrays, once checked."""
+        if len(batch) != len(TASK_COLUMNS) or any(c not in batch for c in TASK_COLUMNS):
+            missing = [c for c in TASK_COLUMNS if c not in batch]
+            unknown = [c for c in batch if c not in _NUMPY_DTYPES]
             parts = []
             if missing:
                 parts.append(f"missing columns: {', '.join(missing)}")
             if unknown:
                 parts.append(f"unknown columns: {', '.join(map(str, unknown))}")
             raise ValueError("batch does not match TASK_SCHEMA; " + "; ".join(parts))
-        cols = [np.asarray(batch[c]) for c in TASK_COLUMNS]
-        n = cols[0].shape[0] if cols[0].ndim == 1 else -1
-        for name, col in zip(TASK_COLUMNS, cols, strict=True):
+        cols = [batch[c] for c in TASK_COLUMNS]
+        cols = [c if type(c) is np.ndarray else np.asarray(c) for c in cols]
+        first = cols[0]
+        n = first.shape[0] if first.ndim == 1 else -1
+        for (name, want), col in zip(_NUMPY_DTYPES.items(), cols, strict=True):
             if col.ndim != 1 or col.shape[0] != n:
                 raise ValueError(
                     f"column {name!r} has shape {col.shape}; every column must "
                     f"be 1-D with the length of 'task_id' ({n})"
                 )
-            want = _NUMPY_DTYPES[name]
             if col.dtype != want and not np.can_cast(col.dtype, want, "same_kind"):
                 raise TypeError(
                     f"column {name!r} has dtype {col.dtype}, which does not cast to {want}"
@@ -228,43 +278,54 @@ class TaskTableWriter:
         return cols
 
     # ------------------------------------------------------------------ buffers
-    @property
-    def _capacity(self) -> int:
-        return self._buffers["task_id"].shape[0]
-
     @staticmethod
     def _allocate(rows: int) -> dict[str, np.ndarray]:
         return {name: np.empty(rows, dtype=dt) for name, dt in _NUMPY_DTYPES.items()}
 
     def _grow(self, need: int) -> None:
-        rows = min(self.chunk_rows, max(need, 2 * self._capacity))
+        rows = min(self.chunk_rows, max(need, 2 * self._buffers["task_id"].shape[0]))
         bigger = self._allocate(rows)
         for name, buf in self._buffers.items():
             bigger[name][: self._fill] = buf[: self._fill]
         self._buffers = bigger
 
-    def _flush(self) -> None:
-        """Hand the buffered rows to the writer as one row group."""
-        if self._fill == 0:
+    def _flush(self, sync: bool = False) -> None:
+        """Hand the buffered rows to the writer as one row group; ``sync``: flush it to disk
+        once written, if that happens on the background thread and the file is durable."""
+        rows, self._fill = self._fill, 0
+        if rows == 0:
             return
-        table = pa.Table.from_arrays(
-            [pa.array(self._buffers[name][: self._fill]) for name in TASK_COLUMNS],
-            schema=TASK_SCHEMA,
-        )
-        self._fill = 0
         if self._pool is None:
-            self._write(table)
+            self._write(self._buffers, rows, False)
             return
         self._wait()
-        self._pending = self._pool.submit(self._write, table)
-        # the table may share memory with the buffers just submitted: fill the others
-        filled, self._buffers = self._buffers, (self._spare or self._allocate(self._capacity))
+        sync = sync and self._sync_fd >= 0
+        self._pending = self._pool.submit(self._write, self._buffers, rows, sync)
+        # the writer reads the buffers just submitted until it is done: fill the others
+        filled, self._buffers = self._buffers, (self._spare or self._allocate(self.chunk_rows))
         self._spare = filled
 
-    def _write(self, table: pa.Table) -> None:
+    def _write(self, buffers: dict[str, np.ndarray], rows: int, sync: bool) -> None:
         assert self._writer is not None
-        self._writer.write_table(table, row_group_size=table.num_rows)
+        table = pa.Table.from_arrays(
+            [pa.array(buffers[name][:rows]) for name in TASK_COLUMNS], schema=TASK_SCHEMA
+        )
+        self._writer.write_table(table, row_group_size=rows)
         self.row_groups += 1
+        if sync:
+            self._sync_soon()
+
+    def _sync_soon(self) -> None:
+        """Start flushing the row groups written so far to disk, on a thread of its own so
+        that neither the encoder nor ``close`` waits for it (``close`` then has only the
+        last groups to flush); skipped while a flush is still running, as the next one,
+        or the fsync at close, covers these rows too."""
+        assert self._syncer is not None
+        if self._synced is not None:
+            if not self._synced.done():
+                return
+            self._synced.result()  # a failed flush fails the table
+        self._synced = self._syncer.submit(_datasync, self._sync_fd)
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -282,28 +343,45 @@ class TaskTableWriter:
             self._flush()
             self._wait()
             self._finish_partial()
+            if self._synced is not None:
+                self._synced.result()
+            if self._sync_fd >= 0:
+                # the file's bytes reach the disk before its name does: a crash after the
+                # rename cannot leave a tasks.parquet that is empty or cut short
+                os.fsync(self._sync_fd)
         except BaseException:
             self._abort()
             raise
+        finally:
+            self._close_sync_fd()
         self._closed = True
-        _fsync_path(self.partial_path)
         os.replace(self.partial_path, self.path)
-        _fsync_path(self.path.parent, directory=True)
+        if self.durable:
+            # the rename itself survives a crash once the folder is flushed
+            _fsync_path(self.path.parent, directory=True)
         return self.path
 
     def _finish_partial(self) -> None:
         writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self._buffers = self._spare = {}
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            for pool in (self._pool, self._syncer):
+                if pool is not None:
+                    pool.shutdown(wait=True)
+            self._buffers = self._spare = {}
+
+    def _close_sync_fd(self) -> None:
+        fd, self._sync_fd = self._sync_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def _abort(self) -> None:
         """Stop writing; leave the row groups written so far in a readable ``.partial``."""
         self._closed = self._aborted = True
         self._fill = 0
-        for step in (self._wait, self._finish_partial):
+        for step in (self._wait, self._finish_partial, self._close_sync_fd):
             try:
                 step()
             except Exception:  # the error that caused the abort is the one to report

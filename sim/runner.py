@@ -31,19 +31,22 @@ class RunResult:
 
 
 class RunSink:
-    """Receives finished tasks: streams them to the summary and, if on, the task table."""
+    """Receives finished tasks: streams them to the summary and, if on, the task table
+    (``durable=False``: not fsynced, for a staging folder fsynced as a whole)."""
 
-    def __init__(self, scenario, table_path: Path | None) -> None:
-        from sim.records import TaskTableWriter
+    def __init__(self, scenario, table_path: Path | None, durable: bool = True) -> None:
         from sim.summary import SummaryAccumulator
 
         e = scenario.engine
         self.summary = SummaryAccumulator(e.horizon, e.warmup, scenario.cost.latency_weight)
-        self.writer = (
-            TaskTableWriter(table_path, scenario.output.chunk_rows)
-            if table_path is not None
-            else None
-        )
+        self.writer = None
+        if table_path is not None:
+            from sim.records import TaskTableWriter
+
+            out = scenario.output
+            self.writer = TaskTableWriter(
+                table_path, out.chunk_rows, compression=out.table_compression, durable=durable
+            )
 
     @property
     def needs_table(self) -> bool:
@@ -130,7 +133,7 @@ def run_scenario(
             write_json_atomic(out_dir / "provenance.json", {**prov, "status": "running"})
     table = (out_dir / "tasks.parquet") if write and scenario.output.task_table else None
     try:
-        sink = RunSink(scenario, table)
+        sink = RunSink(scenario, table, durable)
         wall, cpu = time.perf_counter(), time.process_time()
         try:
             result = simulate(scenario, sink, seeds=seeds)

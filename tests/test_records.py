@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -9,14 +11,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from conftest import scenario
 
+from sim import records
+from sim.errors import ScenarioError
 from sim.records import (
+    COMPRESSIONS,
+    DEFAULT_CHUNK_ROWS,
     TASK_COLUMNS,
     TASK_SCHEMA,
     TaskTableWriter,
     iter_task_batches,
     read_task_table,
 )
+from sim.runner import run_scenario
+from sim.scenario import validate_data
 
 
 def synthetic_batch(
@@ -92,8 +102,8 @@ def split(batch: dict[str, np.ndarray], sizes: list[int]) -> list[dict[str, np.n
     return out
 
 
-def write(path: Path, batches: list[dict], chunk_rows: int, background: bool = True) -> Path:
-    with TaskTableWriter(path, chunk_rows, background=background) as writer:
+def write(path: Path, batches: list[dict], chunk_rows: int, **options) -> Path:
+    with TaskTableWriter(path, chunk_rows, **options) as writer:
         for b in batches:
             writer.append(b)
     return path
@@ -138,12 +148,104 @@ def test_last_row_group_holds_the_remainder(tmp_path: Path) -> None:
     assert_same_rows({k: df[k].to_numpy() for k in TASK_COLUMNS}, data)
 
 
-def test_same_rows_give_identical_bytes_however_batched(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_same_rows_give_identical_bytes_however_batched(tmp_path: Path, compression) -> None:
     data = synthetic_batch(4000, seed=3)
-    a = write(tmp_path / "a.parquet", [data], 1500)
-    b = write(tmp_path / "b.parquet", split(data, [7, 1493, 1, 2499]), 1500)
-    c = write(tmp_path / "c.parquet", split(data, [4000]), 1500, background=False)
-    assert a.read_bytes() == b.read_bytes() == c.read_bytes()
+    a = write(tmp_path / "a.parquet", [data], 1500, compression=compression)
+    b = write(
+        tmp_path / "b.parquet", split(data, [7, 1493, 1, 2499]), 1500, compression=compression
+    )
+    c = write(tmp_path / "c.parquet", [data], 1500, background=False, compression=compression)
+    d = write(
+        tmp_path / "d.parquet",
+        split(data, [1500, 2500]),
+        1500,
+        durable=False,
+        compression=compression,
+    )
+    assert a.read_bytes() == b.read_bytes() == c.read_bytes() == d.read_bytes()
+
+
+@pytest.mark.parametrize("compression, codec", [("lz4", "LZ4"), ("zstd", "ZSTD")])
+def test_compression_is_chosen_and_rows_round_trip(tmp_path: Path, compression, codec) -> None:
+    data = synthetic_batch(2500, seed=11)
+    path = write(tmp_path / "t.parquet", split(data, [900, 1600]), 1000, compression=compression)
+    meta = pq.ParquetFile(path).metadata
+    codecs = {
+        meta.row_group(g).column(i).compression
+        for g in range(meta.num_row_groups)
+        for i in range(meta.num_columns)
+    }
+    assert codecs == {codec}
+    assert_same_rows(next(iter_task_batches(path)), data)
+
+
+def test_the_codecs_give_different_files_of_the_same_rows(tmp_path: Path) -> None:
+    data = synthetic_batch(3000, seed=12)
+    lz4 = write(tmp_path / "a.parquet", [data], 1000, compression="lz4")
+    zstd = write(tmp_path / "b.parquet", [data], 1000, compression="zstd")
+    assert lz4.read_bytes() != zstd.read_bytes()
+    assert_same_rows(next(iter_task_batches(zstd)), next(iter_task_batches(lz4)))
+
+
+def test_unknown_compression_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="compression must be one of lz4, zstd, got 'gzip'"):
+        TaskTableWriter(tmp_path / "t.parquet", 1000, compression="gzip")
+    assert not list(tmp_path.iterdir())
+
+
+def test_row_groups_carry_arrival_statistics(tmp_path: Path) -> None:
+    """The figures read the time span of a table from the arrival column's statistics."""
+    data = synthetic_batch(2500, seed=13)
+    path = write(tmp_path / "t.parquet", [data], 1000)
+    meta = pq.ParquetFile(path).metadata
+    col = TASK_COLUMNS.index("arrival")
+    for g, start in enumerate(range(0, 2500, 1000)):
+        stats = meta.row_group(g).column(col).statistics
+        assert stats is not None and stats.has_min_max
+        part = data["arrival"][start : start + 1000]
+        assert (stats.min, stats.max) == (part.min(), part.max())
+
+
+def fsync_log(monkeypatch) -> list[str]:
+    """Record the writer's fsyncs (of the file or of its folder) and renames, in order."""
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def datasync(fd: int) -> None:
+        events.append("datasync file")
+
+    def replace(src, dst) -> None:
+        events.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(records.os, "fsync", fsync)
+    monkeypatch.setattr(records.os, "replace", replace)
+    monkeypatch.setattr(records, "_datasync", datasync)
+    return events
+
+
+def test_durable_close_flushes_the_file_before_renaming_it(tmp_path: Path, monkeypatch) -> None:
+    events = fsync_log(monkeypatch)
+    write(tmp_path / "t.parquet", [synthetic_batch(2500, seed=14)], 1000)
+    # full row groups are flushed while writing goes on (one flush at a time), the rest at
+    # close, before the name is changed and the folder flushed
+    syncs = events.count("datasync file")
+    assert 1 <= syncs <= 2
+    assert events == ["datasync file"] * syncs + ["fsync file", "rename", "fsync dir"]
+
+
+def test_not_durable_writes_the_same_file_without_fsync(tmp_path: Path, monkeypatch) -> None:
+    data = synthetic_batch(2500, seed=15)
+    durable = write(tmp_path / "a.parquet", [data], 1000)
+    events = fsync_log(monkeypatch)
+    quick = write(tmp_path / "b.parquet", [data], 1000, durable=False)
+    assert events == ["rename"]
+    assert quick.read_bytes() == durable.read_bytes()
 
 
 def test_file_appears_only_on_close(tmp_path: Path) -> None:
@@ -241,7 +343,7 @@ def test_writer_throughput(tmp_path: Path) -> None:
     ]
     batches = [b for p in parts for b in split(p, [10_000] * 100)]
     start = time.perf_counter()
-    with TaskTableWriter(tmp_path / "t.parquet", 1_000_000) as writer:
+    with TaskTableWriter(tmp_path / "t.parquet") as writer:
         for b in batches:
             writer.append(b)
     elapsed = time.perf_counter() - start
@@ -250,4 +352,49 @@ def test_writer_throughput(tmp_path: Path) -> None:
         f"\nTaskTableWriter: 10,000,000 rows in {elapsed:.2f} s = "
         f"{1e7 / elapsed:,.0f} rows/s, {size / 1e7:.1f} bytes/row"
     )
-    assert writer.row_groups == 10
+    assert writer.row_groups == -(-10_000_000 // DEFAULT_CHUNK_ROWS)
+
+
+# --------------------------------------------------------------------------- output: section
+def test_output_defaults_match_the_writer() -> None:
+    out = scenario().output
+    assert out.chunk_rows == DEFAULT_CHUNK_ROWS
+    assert out.table_compression == "lz4" == COMPRESSIONS[0]
+
+
+@pytest.mark.parametrize(
+    "output, key, allowed",
+    [
+        ({"table_compression": "gzip"}, "output.table_compression", "'lz4', 'zstd'"),
+        ({"table_compression": 4}, "output.table_compression", "'lz4', 'zstd'"),
+        ({"chunk_rows": 999}, "output.chunk_rows", "1000 <= value <= 50000000"),
+    ],
+)
+def test_bad_output_options_give_one_line_naming_the_key(output, key, allowed) -> None:
+    with pytest.raises(ScenarioError) as info:
+        validate_data({"output": output})
+    assert (info.value.key, info.value.allowed) == (key, allowed)
+    assert "\n" not in str(info.value) and f"allowed: {allowed}" in str(info.value)
+
+
+def small_run(tmp_path: Path, name: str, durable: bool = True, **output) -> Path:
+    sc = scenario(
+        engine={"horizon": "12 s", "epoch": "100 ms"},
+        tasks={"arrival_rate": "80 /s"},  # 3 vehicles: about 2,900 tasks
+        output={"plots": False, "chunk_rows": 1000, **output},
+    )
+    return run_scenario(sc, out_dir=tmp_path / name, durable=durable).out_dir / "tasks.parquet"
+
+
+def test_runs_write_the_chosen_codec_and_the_same_rows(tmp_path: Path) -> None:
+    lz4 = small_run(tmp_path, "lz4")
+    staged = small_run(tmp_path, "staged", durable=False)
+    zstd = small_run(tmp_path, "zstd", table_compression="zstd")
+    assert lz4.read_bytes() == staged.read_bytes()
+    meta = pq.ParquetFile(zstd).metadata
+    assert meta.num_rows > 2000 and meta.row_group(0).num_rows == 1000
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert pq.ParquetFile(lz4).metadata.row_group(0).column(0).compression == "LZ4"
+    assert read_task_table(zstd).equals(read_task_table(lz4))
+    config = yaml.safe_load((zstd.parent / "config.yaml").read_text())
+    assert config["output"]["table_compression"] == "zstd"
