@@ -173,20 +173,6 @@ class Engine:
         self._w1 = sc.cost.latency_weight
         self._drop = sc.tasks.drop_expired
         self._no_fading = np.empty((0, 0))
-        # the scenario's constants among apply_decisions_into's arguments, in its order
-        self._apply_args = (
-            float(c.reference_gain),
-            float(c.reference_distance),
-            float(c.path_loss_exponent),
-            float(c.min_distance),
-            float(c.noise),
-            c.noise_kind == "density",
-            float(self._sigma_ij),
-            self._local_factor,
-            self._edge_factor,
-            float(v.semantic_accuracy),
-            float(s.semantic_accuracy),
-        )
         # a sink that keeps no table (``needs_table`` False) gets only the summary's columns
         self._full_rows = bool(getattr(sink, "needs_table", True))
         self.twin = None
@@ -356,10 +342,9 @@ class Engine:
         rows in flight; returns those rows."""
         k = tasks["task_id"].shape[0]
         server, share, power = self._arrays(actions, k)
-        w = self.world
+        w, sc = self.world, self.sc
         n_before = self.inflight.n
         rows = self.inflight.append(k, tasks)  # nothing in flight: the task arrays as they are
-        g0, d0, alpha, d_min, noise, density, sigma_ij, l_f, e_f, l_acc, e_acc = self._apply_args
         n_power, n_bw, n_loc, n_edge, error, bad = apply_decisions_into(
             tasks["vehicle"],
             tasks["size_bits"],
@@ -371,19 +356,19 @@ class Engine:
             w.positions,
             w.server_position,
             self._fading_or_empty(),
-            g0,
-            d0,
-            alpha,
-            d_min,
+            sc.channel.reference_gain,
+            sc.channel.reference_distance,
+            sc.channel.path_loss_exponent,
+            sc.channel.min_distance,
             w.channel.interference,
             w.server_bandwidth,
-            noise,
-            density,
-            sigma_ij,
-            l_f,
-            e_f,
-            l_acc,
-            e_acc,
+            sc.channel.noise,
+            sc.channel.noise_kind == "density",
+            self._sigma_ij,
+            self._local_factor,
+            self._edge_factor,
+            sc.vehicles.semantic_accuracy,
+            sc.servers.semantic_accuracy,
             w.vehicle_cpu,
             w.server_cpu,
             w.server_cores,
