@@ -840,30 +840,7 @@ def _summary_kernel(
 
 @njit(cache=True)
 def _finish_summary_kernel(
-    idx,
-    task_id,
-    offload,
-    status,
-    vehicle,
-    server,
-    arrival,
-    size_bits,
-    deadline,
-    priority,
-    cycles,
-    share,
-    power,
-    rate,
-    tx_start,
-    tx_time,
-    compute_start,
-    compute_time,
-    drop_time,
-    local_energy_per_cycle,
-    edge_energy_per_cycle,
-    latency_weight,
-    include_edge_energy,
-    horizon,
+    finish_args,
     warmup,
     limbs,
     carry,
@@ -876,36 +853,11 @@ def _finish_summary_kernel(
     sub_log2,
     n_regular,
 ):
-    """:func:`sim.kernels.finish_summary` of the first 24 arguments, then
-    :func:`_summary_kernel` of its columns with the rest: the finished rows go into the
-    summary without being handed back to Python (each array handed back costs about as
+    """:func:`sim.kernels.finish_summary` of ``finish_args`` (its arguments, as a tuple),
+    then :func:`_summary_kernel` of its columns with the rest: the finished rows go into
+    the summary without being handed back to Python (each array handed back costs about as
     much as a small batch's work)."""
-    c = finish_summary(
-        idx,
-        task_id,
-        offload,
-        status,
-        vehicle,
-        server,
-        arrival,
-        size_bits,
-        deadline,
-        priority,
-        cycles,
-        share,
-        power,
-        rate,
-        tx_start,
-        tx_time,
-        compute_start,
-        compute_time,
-        drop_time,
-        local_energy_per_cycle,
-        edge_energy_per_cycle,
-        latency_weight,
-        include_edge_energy,
-        horizon,
-    )
+    c = finish_summary(*finish_args)
     # finish_summary's order: arrival, offload, tx_time, wait_uplink, wait_compute,
     # compute_time, latency, energy, edge_energy, cost, status, deadline_met, in_flight
     return _summary_kernel(
@@ -1058,7 +1010,7 @@ class SummaryAccumulator:
         if hist is not self._hist_of:
             self._hist_layout, self._hist_of = hist._layout(), hist
         if not _finish_summary_kernel(
-            *args,
+            args,
             self.warmup,
             self._limbs,
             carry,
