@@ -20,6 +20,7 @@ from sim.aggregate import welch
 from sim.report import (
     Document,
     _ci_text,
+    _difference_cells,
     _interval,
     _p_text,
     _results_table,
@@ -370,17 +371,7 @@ def _verdict_tables(doc: Document, result, comparisons: pd.DataFrame, level: int
         doc.h(level, metric_label(metric).capitalize())
         table = []
         for _, r in rows.iterrows():
-            diff = _signed(r["diff"], scale) if np.isfinite(r["diff"]) else "n/a"
-            ci = _interval(r["ci_low"], r["ci_high"], scale) if np.isfinite(r["ci_low"]) else "n/a"
-            table.append(
-                [
-                    f"`{r['policy_a']}` − `{r['policy_b']}`",
-                    diff,
-                    ci,
-                    _p_text(r["p_value"]),
-                    verdict(r),
-                ]
-            )
+            table.append([*_difference_cells(r, scale), verdict(r)])
         doc.table(
             [
                 "A − B",

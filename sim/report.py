@@ -196,6 +196,13 @@ def _signed(value: float, scale: float) -> str:
     return text if text.startswith("-") else "+" + text
 
 
+def _difference_cells(r: Mapping[str, Any], scale: float) -> list[str]:
+    """The cells "A − B", difference, 95 % CI and Welch p of one pairwise comparison row."""
+    diff = _signed(r["diff"], scale) if np.isfinite(r["diff"]) else "n/a"
+    ci = _interval(r["ci_low"], r["ci_high"], scale) if np.isfinite(r["ci_low"]) else "n/a"
+    return [f"`{r['policy_a']}` − `{r['policy_b']}`", diff, ci, _p_text(r["p_value"])]
+
+
 # ---------------------------------------------------------------------------- entry point
 def build_outputs(results_dir: Path, quiet: bool = False) -> dict[str, Path]:
     """Write the tables, figures and reports of ``results_dir``; return the written paths
@@ -584,15 +591,10 @@ def _comparison_section(
         for _, r in rows.iterrows():
             values = tuple(r[a.path] for a in shape.axes)
             setting = shape.setting_label(values)
-            diff = _signed(r["diff"], scale) if np.isfinite(r["diff"]) else "n/a"
-            ci = _interval(r["ci_low"], r["ci_high"], scale) if np.isfinite(r["ci_low"]) else "n/a"
             table_rows.append(
                 [
                     *(a.show(v) for a, v in zip(shape.axes, values, strict=True)),
-                    f"`{r['policy_a']}` − `{r['policy_b']}`",
-                    diff,
-                    ci,
-                    _p_text(r["p_value"]),
+                    *_difference_cells(r, scale),
                     _verdict(r, better_dir),
                 ]
             )
