@@ -44,6 +44,15 @@ def scenario(**overrides) -> Scenario:
     return Scenario.model_validate(data)
 
 
+def qiskit_values(template, x, w=None) -> np.ndarray:
+    """<Z> of each of ``template``'s observables on Qiskit's exact Statevector, for inputs
+    ``x`` and weights ``w`` (the reference the fast circuit paths are checked against)."""
+    from qiskit.quantum_info import Statevector
+
+    sv = Statevector(template.bind(np.asarray(x, dtype=float), w))
+    return np.array([sv.expectation_value(o).real for o in template.observables])
+
+
 def run_table(sc: Scenario, seeds=None, policy=None):
     sink = CollectSink()
     result = simulate(sc, sink, policy=policy, seeds=seeds)

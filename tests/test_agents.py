@@ -9,8 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import run_table, scenario
-from qiskit.quantum_info import Statevector
+from conftest import qiskit_values, run_table, scenario
 from stable_baselines3.common.logger import Logger
 
 from models.agents.ddpg import DdpgParams, build_agent, trainable_parameters
@@ -22,11 +21,6 @@ torch.set_num_threads(1)
 REPO_RL = Path(__file__).resolve().parent.parent / "scenarios" / "rl" / "quickstart.yaml"
 
 
-def _qiskit_z(template, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    state = Statevector(template.bind(x, theta))
-    return np.array([state.expectation_value(op).real for op in template.observables])
-
-
 @pytest.mark.parametrize("layers, linear", [(1, 0.0), (2, 0.0), (1, 0.8), (2, -1.3)])
 def test_pqc_layer_forward_equals_qiskit_statevector(layers, linear):
     rng = np.random.default_rng(layers)
@@ -36,7 +30,7 @@ def test_pqc_layer_forward_equals_qiskit_statevector(layers, linear):
         layer.theta.copy_(torch.from_numpy(theta))
     x = rng.uniform(-np.pi / 2, np.pi / 2, (5, 6))
     template = policy_inference(6, layers, linear=linear)
-    expected = np.array([_qiskit_z(template, xi, theta) for xi in x])
+    expected = np.array([qiskit_values(template, xi, theta) for xi in x])
     with torch.no_grad():
         got = layer(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
@@ -64,8 +58,8 @@ def test_pqc_layer_gradient_equals_parameter_shift_on_qiskit(linear):
         e = np.zeros_like(theta)
         e[p] = np.pi / 2
         for b in range(3):
-            plus = _qiskit_z(template, x[b], theta + e)
-            minus = _qiskit_z(template, x[b], theta - e)
+            plus = qiskit_values(template, x[b], theta + e)
+            minus = qiskit_values(template, x[b], theta - e)
             shift[p] += c[b] @ (plus - minus) / 2
     np.testing.assert_allclose(layer.theta.grad.numpy(), shift, rtol=0, atol=1e-10)
 

@@ -11,8 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import run_table, scenario
-from qiskit.quantum_info import Statevector
+from conftest import qiskit_values, run_table, scenario
 from stable_baselines3 import TD3
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.td3.policies import TD3Policy
@@ -26,11 +25,6 @@ from qpu.templates import TemplateError, policy_inference
 from sim.errors import SimError
 
 torch.set_num_threads(1)
-
-
-def _qiskit_z(template, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    state = Statevector(template.bind(x, theta))
-    return np.array([state.expectation_value(op).real for op in template.observables])
 
 
 @pytest.mark.parametrize(
@@ -77,7 +71,7 @@ def test_vjp_equals_parameter_shift_on_qiskit(linear):
         e = np.zeros(pc.n_weights)
         e[p] = math.pi / 2
         for i in range(4):
-            plus, minus = _qiskit_z(t, x[i], theta + e), _qiskit_z(t, x[i], theta - e)
+            plus, minus = qiskit_values(t, x[i], theta + e), qiskit_values(t, x[i], theta - e)
             shift[p] += g[i] @ (plus - minus) / 2
     np.testing.assert_allclose(pc.vjp(x, theta, g), shift, rtol=0, atol=1e-10)
     # a zero upstream gradient gives zero, one on a single observable its Jacobian row

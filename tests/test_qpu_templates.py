@@ -7,15 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import qiskit_values
 from qiskit.quantum_info import Statevector
 
 from qpu.statevector import BLOCK, PolicyCircuit, sincos
 from qpu.templates import KINDS, TemplateError, build_template, policy_inference
-
-
-def qiskit_values(template, x, w=None) -> np.ndarray:
-    sv = Statevector(template.bind(np.asarray(x, dtype=float), w))
-    return np.array([sv.expectation_value(o).real for o in template.observables])
 
 
 def test_every_kind_builds_with_its_width_and_parameters():
